@@ -1,0 +1,200 @@
+"""The ``lifelong`` command line: ``run``, ``report`` and ``list``.
+
+Every user error is printed as one sentence on stderr, with no traceback, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lifelong.config import RunConfig, from_dict, load_config, override
+from lifelong.errors import ConfigError, LifelongError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="lifelong: models that keep learning.")
+console = Console()
+err_console = Console(stderr=True)
+
+#: The main job: the forgetting baseline, replay, and the best learner available, with the joint upper bound.
+DEMO_LEARNERS = ("naive", "er", "derpp", "joint")
+
+
+def _progress_bar() -> tuple[Progress, object]:
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
+        console=err_console, transient=True, disable=not err_console.is_terminal,
+    )
+    return progress, None
+
+
+def _run_one(cfg: RunConfig, run_dir: Path, *, resume: bool = False, force: bool = False, reference: Path | None = None) -> dict:
+    from lifelong.run import execute
+
+    progress, _ = _progress_bar()
+    task_id = None
+    state = {"key": None}
+
+    def on_progress(p) -> None:
+        nonlocal task_id
+        key = (p.seed, p.chunk)
+        if task_id is None:
+            task_id = progress.add_task("", total=p.n_batches, loss="-")
+        if state["key"] != key:
+            state["key"] = key
+            state["start"] = p.batch - 1
+            progress.reset(task_id, total=p.n_batches)
+        loss = "-" if p.loss is None else f"{p.loss:.3f}"
+        progress.update(task_id, completed=p.batch - state["start"], loss=loss,
+                        description=f"{cfg.learner_name} seed {p.seed} chunk {p.chunk + 1}/{p.n_chunks}")
+
+    with progress:
+        return execute(cfg, run_dir, resume=resume, force=force, on_progress=on_progress, reference=reference)
+
+
+def _summary_table(title: str, rows: dict[str, dict]) -> Table:
+    from lifelong.report import fmt
+
+    table = Table(title=title)
+    cols = ["acc", "aia", "bwt", "forgetting", "learning_accuracy"]
+    table.add_column("learner")
+    for c in cols:
+        table.add_column(c)
+    for name, metrics in rows.items():
+        n = len(metrics["per_seed"])
+        table.add_row(name, *(fmt(*metrics["summary"].get(c, (math.nan, math.nan)), n_seeds=n) for c in cols))
+    return table
+
+
+def _default_dataset() -> str:
+    from lifelong.datasets import dataset_available
+
+    return "fashion_mnist" if dataset_available("fashion_mnist") else "digits"
+
+
+@app.command()
+def run(
+    config: Annotated[Optional[Path], typer.Argument(help="run config (TOML); omit for the built-in comparison")] = None,
+    learner: Annotated[Optional[str], typer.Option(help="learner name (see `lifelong list`)")] = None,
+    scenario: Annotated[Optional[str], typer.Option(help="scenario name")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="dataset name")] = None,
+    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="directory holding the dataset files")] = None,
+    download: Annotated[Optional[bool], typer.Option("--download", help="fetch missing data (verified by SHA-256)")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="comma-separated seeds, e.g. 0,1,2")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="epochs per chunk")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="learning rate")] = None,
+    memory: Annotated[Optional[int], typer.Option(help="memory size (replay learners)")] = None,
+    n_chunks: Annotated[Optional[int], typer.Option("--n-chunks")] = None,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="also evaluate every N batches")] = None,
+    name: Annotated[Optional[str], typer.Option(help="run name: output goes to RUNS/<name>")] = None,
+    runs: Annotated[Path, typer.Option(help="parent directory of run directories")] = Path("runs"),
+    resume: Annotated[Optional[Path], typer.Option(help="continue the run in this directory")] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing run directory")] = False,
+) -> None:
+    """Run a continual-learning experiment; with no config, compare Naive, ER and DER++ (and Joint)."""
+    if resume is not None:
+        metrics = _run_one(RunConfig(), resume, resume=True)
+        console.print(_summary_table(f"resumed {resume}", {str(resume): metrics}))
+        console.print(f"wrote {resume}/report.md")
+        return
+    seed_list = None
+    if seeds is not None:
+        try:
+            seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+    flags = dict(learner=learner, scenario=scenario, dataset=dataset, data_dir=data_dir, download=download,
+                 seeds=seed_list, epochs=epochs, batch_size=batch_size, lr=lr, mem_size=memory,
+                 n_chunks=n_chunks, eval_every=eval_every, name=name)
+    if config is not None:
+        cfg = override(load_config(config), **flags)
+        run_dir = runs / cfg.name
+        metrics = _run_one(cfg, run_dir, force=force)
+        console.print(_summary_table(f"{cfg.name}: {cfg.learner_name} on {cfg.dataset['name']}", {cfg.learner_name: metrics}))
+        console.print(f"wrote {run_dir}/ (config.toml, log.jsonl, metrics.json, report.md)")
+        return
+    _demo(flags, runs)
+
+
+def _demo(flags: dict, runs: Path) -> None:
+    from lifelong.learners import LEARNERS
+
+    if flags.get("learner") is not None:
+        learners = [flags.pop("learner")]
+    else:
+        flags.pop("learner")
+        learners = [n for n in DEMO_LEARNERS if n in LEARNERS]
+    dataset = flags.pop("dataset") or _default_dataset()
+    base = from_dict({"name": "demo", "dataset": {"name": dataset}, "scenario": {"name": "class_incremental", "n_chunks": 5}})
+    console.print(f"[bold]lifelong[/]: Split {dataset}, class-incremental, 5 chunks; learners {', '.join(learners)}")
+    results = {}
+    for name in learners:
+        cfg = override(base, learner=name, name=f"demo-{name}", **{k: v for k, v in flags.items() if k != "name"})
+        if "mem_size" in __import__("lifelong.learners", fromlist=["hyperparameters"]).hyperparameters(LEARNERS[name]):
+            cfg = override(cfg, mem_size=flags.get("mem_size") or 500)
+        results[name] = _run_one(cfg, runs / cfg.name, force=True)
+    console.print(_summary_table("Split-" + dataset + " (class-incremental)", results))
+    for name, m in results.items():
+        f = m["summary"]["forgetting"][0]
+        verdict = "forgets most of what it learned" if f > 0.5 else ("forgets some" if f > 0.2 else "keeps what it learned")
+        console.print(f"  {name:>10}: forgetting {f:.2f}, final accuracy {m['summary']['acc'][0]:.2f} -> {verdict}")
+    console.print(f"reports: {', '.join(str(runs / f'demo-{n}' / 'report.md') for n in results)}")
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+           reference: Annotated[Optional[Path], typer.Option(help="a cumulative/joint run for intransigence")] = None) -> None:
+    """Rebuild metrics.json and report.md of a run from its log."""
+    from lifelong.run import write_outputs
+
+    if not (run_dir / "log.jsonl").is_file():
+        raise ConfigError(f"{run_dir} has no log.jsonl; pass a directory written by `lifelong run`")
+    write_outputs(run_dir, reference=reference)
+    console.print((run_dir / "report.md").read_text())
+
+
+@app.command("list")
+def list_() -> None:
+    """Show the datasets, scenarios and learners, one line each."""
+    from lifelong.datasets import DATASETS
+    from lifelong.learners import LEARNERS
+    from lifelong.scenarios import SCENARIOS
+
+    for title, rows in (
+        ("datasets", [(n, d.description) for n, d in DATASETS.items()]),
+        ("scenarios", [(n, s.description) for n, s in SCENARIOS.items()]),
+        ("learners", [(n, f"{c.description} [{c.paper}]") for n, c in LEARNERS.items()]),
+    ):
+        table = Table(title=title, show_header=False, box=None)
+        for n, d in rows:
+            table.add_row(f"[bold]{n}[/]", d)
+        console.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=False)
+    except LifelongError as e:
+        err_console.print(f"error: {e}", highlight=False, markup=False)
+        sys.exit(2)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err_console.print("interrupted; continue with `lifelong run --resume RUN_DIR`")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""The plain-data contracts passed between stages: :class:`Dataset`, :class:`Batch`, :class:`Chunk`
+and :class:`EvalSet`.
+
+All are frozen dataclasses holding tensors. Inputs are ``float32`` of shape ``(N, *input_shape)``
+and labels are ``int64`` of shape ``(N,)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from lifelong.errors import DataError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A labelled dataset split into train and test tensors.
+
+    Examples
+    --------
+    >>> ds = Dataset("toy", torch.zeros(4, 2), torch.tensor([0, 1, 0, 1]),
+    ...              torch.zeros(2, 2), torch.tensor([0, 1]))
+    >>> ds.n_classes, ds.input_shape
+    (2, (2,))
+    """
+
+    name: str
+    x_train: Tensor  # (N, *input_shape) float32
+    y_train: Tensor  # (N,) int64
+    x_test: Tensor  # (M, *input_shape) float32
+    y_test: Tensor  # (M,) int64
+    class_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        validate_arrays(self.x_train, self.y_train, where=f"{self.name} train split")
+        validate_arrays(self.x_test, self.y_test, where=f"{self.name} test split")
+        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+            raise DataError(
+                f"{self.name}: train inputs have shape {tuple(self.x_train.shape[1:])} but test "
+                f"inputs have {tuple(self.x_test.shape[1:])}; both splits must share one input shape"
+            )
+
+    @property
+    def n_classes(self) -> int:
+        return int(max(self.y_train.max(), self.y_test.max())) + 1
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+def validate_arrays(x: Tensor, y: Tensor, *, where: str) -> None:
+    """Raise :class:`DataError` unless ``x`` is finite float32 and ``y`` non-negative int64 of equal length."""
+    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
+        raise DataError(f"{where}: inputs and labels must be torch tensors")
+    if x.dtype != torch.float32:
+        raise DataError(f"{where}: inputs must be float32, got {x.dtype}")
+    if y.dtype != torch.int64:
+        raise DataError(f"{where}: labels must be int64 class ids, got {y.dtype}")
+    if y.ndim != 1 or x.ndim < 2 or x.shape[0] != y.shape[0]:
+        raise DataError(
+            f"{where}: expected inputs (N, ...) and labels (N,), got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    if x.shape[0] == 0:
+        raise DataError(f"{where}: the split is empty")
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).flatten(1).any(1).nonzero()[0, 0])
+        raise DataError(f"{where}: inputs contain NaN or inf (first at row {bad}); clean or drop those rows")
+    if int(y.min()) < 0:
+        raise DataError(f"{where}: labels must be non-negative class ids, found {int(y.min())}")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One mini-batch handed to a learner.
+
+    ``task`` is present only where the scenario exposes task identity. ``extras`` carries fields
+    stored beside samples in a memory (for example ``logits`` for DER).
+    """
+
+    x: Tensor  # (B, *input_shape) float32
+    y: Tensor  # (B,) int64 class ids
+    task: Tensor | None = None  # (B,) int64
+    extras: Mapping[str, Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A contiguous piece of the training stream (an *experience*).
+
+    ``index`` is the chunk's position in the stream; ``classes`` the classes it contains.
+    """
+
+    index: int
+    x: Tensor  # (N, *input_shape)
+    y: Tensor  # (N,)
+    classes: tuple[int, ...]
+    task: Tensor | None = None  # (N,) int64 where task identity is exposed
+    name: str = ""
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def batches(self, batch_size: int, generator: torch.Generator | None, *, shuffle: bool = True) -> Iterator[Batch]:
+        """Yield mini-batches; the order is a permutation drawn from ``generator`` when ``shuffle``."""
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            task = self.task[idx] if self.task is not None else None
+            yield Batch(self.x[idx], self.y[idx], task)
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """A held-out set that is scored after each chunk; row ``j`` of the accuracy matrix."""
+
+    index: int
+    x: Tensor
+    y: Tensor
+    classes: tuple[int, ...]
+    task: Tensor | None = None
+    name: str = ""
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])

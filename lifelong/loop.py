@@ -1,0 +1,98 @@
+"""The training and evaluation loop: :func:`iter_run` yields the :class:`~lifelong.log.Record`s of
+one seed's run. Progress bars, log writers and checkpointing consume the records; they live
+outside the loop.
+
+Order of records: ``meta``; ``eval`` of the untrained network (chunk -1, for FWT); then per chunk
+``train`` records (one per batch, periodic ``eval``s every ``eval_every`` batches), the learner's
+``end_chunk`` (unless the stream is task-free), one boundary ``eval`` per evaluation set (row i of
+the accuracy matrix), and ``chunk_end``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from lifelong.data import Chunk, EvalSet
+from lifelong.learners.base import Learner, derive_seed
+from lifelong.log import Record
+from lifelong.scenarios import Stream
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    epochs: int = 1
+    batch_size: int = 32
+    eval_every: int = 0  # evaluate every N training batches inside a chunk (0 = boundaries only)
+    eval_batch_size: int = 2048
+
+
+def training_view(stream: Stream, data_view: str) -> list[Chunk]:
+    """The chunks a learner trains on: the stream itself, cumulative unions, or one joint chunk."""
+    if data_view == "stream":
+        return stream.chunks
+    if data_view not in ("cumulative", "joint"):
+        raise ValueError(f"unknown data view {data_view!r}")
+    out, xs, ys, ts, classes = [], [], [], [], []
+    for c in stream.chunks:
+        xs.append(c.x), ys.append(c.y), ts.append(c.task), classes.extend(c.classes)
+        if data_view == "cumulative" or c is stream.chunks[-1]:
+            task = torch.cat(ts) if ts[0] is not None else None
+            name = f"{data_view}{len(out)}_0"
+            out.append(Chunk(len(out), torch.cat(xs), torch.cat(ys), tuple(dict.fromkeys(classes)), task, name))
+    return out
+
+
+@torch.no_grad()
+def evaluate(learner: Learner, ev: EvalSet, batch_size: int) -> tuple[int, int, float]:
+    """Raw counts ``(n, n_correct, loss_sum)`` of the learner's predictions on one evaluation set."""
+    n_correct, loss_sum = 0, 0.0
+    for s in range(0, len(ev), batch_size):
+        y = ev.y[s : s + batch_size]
+        task = ev.task[s : s + batch_size] if ev.task is not None else None
+        logits = learner.predict(ev.x[s : s + batch_size], task)
+        n_correct += int((logits.argmax(1) == y).sum())
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+    return len(ev), n_correct, loss_sum
+
+
+def _evaluate_all(learner: Learner, stream: Stream, cfg: LoopConfig, *, seed: int, chunk: int, step: int, boundary: bool) -> Iterator[Record]:
+    for ev in stream.eval_sets:
+        n, n_correct, loss_sum = evaluate(learner, ev, cfg.eval_batch_size)
+        yield Record("eval", seed=seed, chunk=chunk, task=ev.index, step=step, n=n, n_correct=n_correct,
+                     loss_sum=loss_sum, boundary=boundary)
+
+
+def iter_run(
+    stream: Stream, learner: Learner, cfg: LoopConfig, *, seed: int,
+    start_chunk: int = 0, start_step: int = 0, meta: dict | None = None,
+) -> Iterator[Record]:
+    """Run ``learner`` over ``stream`` and yield its records.
+
+    ``start_chunk``/``start_step`` continue a run whose state was restored from a checkpoint taken
+    after chunk ``start_chunk - 1``; the records then continue exactly as in an uninterrupted run.
+    """
+    chunks = training_view(stream, learner.data_view)
+    step = start_step
+    if start_chunk == 0:
+        yield Record("meta", seed=seed, extra={**stream.describe(), "learner": learner.name,
+                                              "data_view": learner.data_view, **(meta or {})})
+        yield from _evaluate_all(learner, stream, cfg, seed=seed, chunk=-1, step=0, boundary=True)
+    for chunk in chunks[start_chunk:]:
+        for epoch in range(cfg.epochs):
+            # Shuffling depends only on (seed, chunk, epoch), so a resumed run reshuffles identically.
+            g = torch.Generator().manual_seed(derive_seed(seed, f"shuffle/{chunk.index}/{epoch}"))
+            for batch in chunk.batches(cfg.batch_size, g):
+                s = learner.observe(batch)
+                step += 1
+                yield Record("train", seed=seed, chunk=chunk.index, epoch=epoch, step=step,
+                             n=s.n, n_correct=s.n_correct, loss_sum=s.loss_sum)
+                if cfg.eval_every and step % cfg.eval_every == 0:
+                    yield from _evaluate_all(learner, stream, cfg, seed=seed, chunk=chunk.index, step=step, boundary=False)
+        if not stream.task_free:
+            learner.end_chunk()
+        yield from _evaluate_all(learner, stream, cfg, seed=seed, chunk=chunk.index, step=step, boundary=True)
+        yield Record("chunk_end", seed=seed, chunk=chunk.index, step=step)

@@ -1,0 +1,203 @@
+"""Tensor-native episodic memories.
+
+Every memory preallocates its storage on the first :meth:`add` (it then knows the input shape and
+the shapes of any extra fields) and never holds Python lists of samples. Insertion decisions use
+the memory's own ``torch.Generator``; sampling takes the caller's generator. No global random
+state is touched.
+
+Examples
+--------
+>>> import torch
+>>> from lifelong.data import Batch
+>>> mem = ReservoirMemory(capacity=4, seed=0)
+>>> mem.add(Batch(torch.randn(10, 3), torch.arange(10)), logits=torch.zeros(10, 5))
+>>> len(mem), mem.n_seen
+(4, 10)
+>>> b = mem.sample(2, torch.Generator().manual_seed(0))
+>>> b.x.shape, b.extras["logits"].shape
+(torch.Size([2, 3]), torch.Size([2, 5]))
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from lifelong.data import Batch
+from lifelong.errors import ConfigError, DataError
+
+
+@runtime_checkable
+class Memory(Protocol):
+    def add(self, batch: Batch, **fields: Tensor) -> None: ...
+    def sample(self, n: int, generator: torch.Generator) -> Batch: ...
+    def __len__(self) -> int: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class TensorMemory:
+    """Fixed-capacity tensor storage shared by the concrete memories.
+
+    Slots ``0 .. size-1`` are filled. Subclasses decide which slots incoming samples take.
+    """
+
+    def __init__(self, capacity: int, *, seed: int = 0) -> None:
+        if capacity < 0:
+            raise ConfigError(f"memory capacity must be >= 0, got {capacity}")
+        self.capacity = int(capacity)
+        self.size = 0
+        self.n_seen = 0
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.x: Tensor | None = None  # (capacity, *input_shape)
+        self.y = torch.zeros(self.capacity, dtype=torch.int64)
+        self.task: Tensor | None = None  # (capacity,) when batches carry task ids
+        self.fields: dict[str, Tensor] = {}
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _allocate(self, batch: Batch, fields: dict[str, Tensor]) -> None:
+        if self.x is None:
+            self.x = torch.zeros((self.capacity, *batch.x.shape[1:]), dtype=batch.x.dtype)
+            if batch.task is not None:
+                self.task = torch.zeros(self.capacity, dtype=torch.int64)
+            for k, v in fields.items():
+                self.fields[k] = torch.zeros((self.capacity, *v.shape[1:]), dtype=v.dtype)
+            return
+        if batch.x.shape[1:] != self.x.shape[1:]:
+            raise DataError(
+                f"memory holds inputs of shape {tuple(self.x.shape[1:])}, got {tuple(batch.x.shape[1:])}"
+            )
+        if set(fields) != set(self.fields):
+            raise DataError(f"memory stores fields {sorted(self.fields)}, got {sorted(fields)}")
+
+    def _write(self, slots: Tensor, rows: Tensor, batch: Batch, fields: dict[str, Tensor]) -> None:
+        """Copy ``batch[rows]`` into ``slots`` (both 1-D int64, equal length, slots unique)."""
+        assert self.x is not None
+        self.x[slots] = batch.x[rows].detach()
+        self.y[slots] = batch.y[rows]
+        if self.task is not None and batch.task is not None:
+            self.task[slots] = batch.task[rows]
+        for k, v in fields.items():
+            self.fields[k][slots] = v[rows].detach()
+
+    def get(self, idx: Tensor) -> Batch:
+        """The stored samples at slot indices ``idx`` as a :class:`Batch`."""
+        assert self.x is not None
+        task = self.task[idx] if self.task is not None else None
+        return Batch(self.x[idx], self.y[idx], task, {k: v[idx] for k, v in self.fields.items()})
+
+    def all(self) -> Batch:
+        """Every stored sample, in slot order."""
+        return self.get(torch.arange(self.size))
+
+    def sample(self, n: int, generator: torch.Generator) -> Batch:
+        """``min(n, len(self))`` distinct stored samples, uniformly at random."""
+        if self.size == 0:
+            raise DataError("cannot sample from an empty memory")
+        idx = torch.randperm(self.size, generator=generator)[: min(n, self.size)]
+        return self.get(idx)
+
+    def update_field(self, name: str, idx: Tensor, values: Tensor) -> None:
+        self.fields[name][idx] = values.detach()
+
+    def state_dict(self) -> dict:
+        return {
+            "capacity": self.capacity,
+            "size": self.size,
+            "n_seen": self.n_seen,
+            "generator": self.generator.get_state(),
+            "x": self.x,
+            "y": self.y,
+            "task": self.task,
+            "fields": dict(self.fields),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if int(state["capacity"]) != self.capacity:
+            raise DataError(f"memory state has capacity {state['capacity']}, this memory has {self.capacity}")
+        self.size = int(state["size"])
+        self.n_seen = int(state["n_seen"])
+        self.generator.set_state(state["generator"])
+        self.x, self.y, self.task = state["x"], state["y"], state["task"]
+        self.fields = dict(state["fields"])
+
+
+class ReservoirMemory(TensorMemory):
+    """Reservoir sampling (Vitter 1985): after ``n`` samples every one of them is stored with
+    probability ``capacity / n``. Vectorised over the batch; within a batch, when two samples draw
+    the same slot the later one wins, exactly as the sequential algorithm would.
+    """
+
+    def add(self, batch: Batch, **fields: Tensor) -> None:
+        b = len(batch)
+        if self.capacity == 0 or b == 0:
+            self.n_seen += b
+            return
+        self._allocate(batch, fields)
+        # t: how many samples preceded each incoming one; sample i is kept at slot t if the memory
+        # is still filling, else at a uniform slot in [0, t] if that slot is < capacity.
+        t = self.n_seen + torch.arange(b)
+        u = torch.rand(b, generator=self.generator, dtype=torch.float64)
+        j = torch.minimum((u * (t + 1)).long(), t)
+        slots = torch.where(t < self.capacity, t, j)
+        rows = torch.arange(b)
+        keep = slots < self.capacity
+        slots, rows = slots[keep], rows[keep]
+        if slots.numel() > 1:  # later writes win: keep the last row per slot
+            last = torch.full((self.capacity,), -1, dtype=torch.int64)
+            last.scatter_reduce_(0, slots, rows, reduce="amax")
+            win = last[slots] == rows
+            slots, rows = slots[win], rows[win]
+        self._write(slots, rows, batch, fields)
+        self.n_seen += b
+        self.size = min(self.capacity, self.n_seen)
+
+
+class ClassBalancedMemory(TensorMemory):
+    """A greedy class-balanced memory (GDumb, Prabhu et al. 2020).
+
+    A sample is stored while its class holds fewer than ``capacity / n_classes_seen`` slots. When
+    the memory is full, room is made by evicting a random sample of the largest class.
+    """
+
+    def __init__(self, capacity: int, *, seed: int = 0) -> None:
+        super().__init__(capacity, seed=seed)
+        self.class_count: dict[int, int] = {}
+
+    def add(self, batch: Batch, **fields: Tensor) -> None:
+        if self.capacity == 0 or len(batch) == 0:
+            self.n_seen += len(batch)
+            return
+        self._allocate(batch, fields)
+        for i, label in enumerate(batch.y.tolist()):  # sequential by definition; B is small
+            self.n_seen += 1
+            self.class_count.setdefault(label, 0)
+            quota = self.capacity / len(self.class_count)
+            if self.class_count[label] >= quota:
+                continue
+            if self.size < self.capacity:
+                slot = self.size
+                self.size += 1
+            else:
+                largest = max(self.class_count, key=lambda c: (self.class_count[c], -c))
+                members = (self.y[: self.size] == largest).nonzero().flatten()
+                slot = int(members[torch.randint(len(members), (1,), generator=self.generator)])
+                self.class_count[largest] -= 1
+            self._write(torch.tensor([slot]), torch.tensor([i]), batch, fields)
+            self.class_count[label] += 1
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["class_count"] = torch.tensor(sorted(self.class_count.items()), dtype=torch.int64).reshape(-1, 2)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.class_count = {int(c): int(n) for c, n in state["class_count"].tolist()}
+
+
+MEMORIES = {"reservoir": ReservoirMemory, "class_balanced": ClassBalancedMemory}
