@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from typer.exceptions import TyperException
 
 from lifelong.config import RunConfig, from_dict, load_config, override
 from lifelong.errors import ConfigError, LifelongError
@@ -186,12 +187,12 @@ def main(argv: list[str] | None = None) -> None:
     except LifelongError as e:
         err_console.print(f"error: {e}", highlight=False, markup=False)
         sys.exit(2)
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.show()
+    except TyperException as e:  # usage errors: typer prints them like click does
+        e.show() if hasattr(e, "show") else err_console.print(f"error: {e}")
         sys.exit(2)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         err_console.print("interrupted; continue with `lifelong run --resume RUN_DIR`")
         sys.exit(130)
 
