@@ -139,7 +139,10 @@ def execute(
         raise ConfigError(f"{run_dir} already holds a run; use --resume to continue it, --force to overwrite, or --name")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    ds = load_data(cfg)  # validates the data before anything is written
+    ds = load_data(cfg)
+    # Validate the whole config (scenario options, model, learner hyper-parameters) before anything
+    # is written, so a bad request leaves no half-made run directory behind.
+    make_run_learner(cfg, make_stream(cfg, ds, cfg.seeds[0]), cfg.seeds[0])
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         for old in (run_dir / "checkpoints").glob("seed*.pt"):
