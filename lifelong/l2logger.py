@@ -50,7 +50,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -182,8 +182,15 @@ def write_l2logger(
             raise DataError(
                 f"scenario_info[{key!r}] = {scenario_info[key]!r} is not accepted by l2metrics; use one of {valid}"
             )
+    try:
+        scenario_text = json.dumps(dict(scenario_info), indent=2)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"scenario_info is not JSON-serialisable ({e})") from None
     _check_worker(worker_id)
-    epoch = FIXED_EPOCH if timestamp is None else float(timestamp)
+    try:
+        epoch = FIXED_EPOCH if timestamp is None else float(timestamp)
+    except (TypeError, ValueError):
+        epoch = math.nan
     if not math.isfinite(epoch) or epoch < 0:
         raise DataError(f"timestamp must be non-negative POSIX seconds, got {timestamp!r}")
 
@@ -227,7 +234,7 @@ def write_l2logger(
     run_dir.mkdir(parents=True)
     logger_info = {"metrics_columns": metric_columns, "log_format_version": LOG_FORMAT_VERSION}
     (run_dir / "logger_info.json").write_text(json.dumps(logger_info, indent=2), encoding="utf-8")
-    (run_dir / "scenario_info.json").write_text(json.dumps(dict(scenario_info), indent=2), encoding="utf-8")
+    (run_dir / "scenario_info.json").write_text(scenario_text, encoding="utf-8")
     for path, file_rows in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", encoding="utf-8", newline="") as f:
@@ -246,7 +253,7 @@ def _complete_row(row_in: Mapping[str, Any], worker_id: str, epoch: float) -> di
     if "timestamp" not in row:
         exp = row.get("exp_num")
         if isinstance(exp, int) and not isinstance(exp, bool) and exp >= 0:
-            when = datetime.fromtimestamp(epoch, tz=timezone.utc) + timedelta(microseconds=exp)
+            when = datetime.fromtimestamp(epoch, tz=UTC) + timedelta(microseconds=exp)
             row["timestamp"] = when.strftime(TIMESTAMP_FORMAT)
         else:
             row["timestamp"] = ""  # _check_row reports the bad exp_num
@@ -270,6 +277,12 @@ def _check_row(row: dict[str, Any], i: int, last_block: int | None, last_exp: in
         raise DataError(f"row {i}: task_name must be a non-empty string, got {row['task_name']!r}")
     if any(c in row["task_name"] for c in "\t\n\r"):
         raise DataError(f"row {i}: task_name {row['task_name']!r} contains a tab or newline")
+    try:
+        datetime.strptime(row["timestamp"], TIMESTAMP_FORMAT)
+    except (TypeError, ValueError):
+        raise DataError(
+            f"row {i}: timestamp {row['timestamp']!r} is not {TIMESTAMP_FORMAT}; omit it to have one synthesised"
+        ) from None
     if not isinstance(row["task_params"], dict):
         raise DataError(f"row {i}: task_params must be a dict, got {type(row['task_params']).__name__}")
     try:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ KINDS = ("meta", "train", "eval", "chunk_end", "drift")
 
 
 @dataclass(frozen=True)
-class Record:
+class Record:  # noqa: PLR0902 - one flat record type keeps the log greppable
     """One line of the run log. Fields that do not apply are ``None`` and are not written.
 
     Examples
@@ -68,7 +68,7 @@ class Record:
         return self.n_correct / self.n if self.n else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if v is not None and k != "extra"}
+        d = {k: getattr(self, k) for k in _SCALAR_FIELDS if getattr(self, k) is not None}
         if self.extra:
             d["extra"] = self.extra
         return d
@@ -83,6 +83,9 @@ class Record:
     @classmethod
     def from_json(cls, line: str) -> Record:
         return cls.from_dict(json.loads(line))
+
+
+_SCALAR_FIELDS = tuple(f.name for f in fields(Record) if f.name != "extra")
 
 
 class RunLog:

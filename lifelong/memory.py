@@ -147,11 +147,12 @@ class ReservoirMemory(TensorMemory):
         rows = torch.arange(b)
         keep = slots < self.capacity
         slots, rows = slots[keep], rows[keep]
-        if slots.numel() > 1:  # later writes win: keep the last row per slot
-            last = torch.full((self.capacity,), -1, dtype=torch.int64)
-            last.scatter_reduce_(0, slots, rows, reduce="amax")
-            win = last[slots] == rows
-            slots, rows = slots[win], rows[win]
+        if slots.numel() > 1:
+            listed = slots.tolist()
+            if len(set(listed)) < len(listed):  # later writes win: keep the last row per slot
+                last = {s: i for i, s in enumerate(listed)}
+                win = torch.tensor(sorted(last.values()))
+                slots, rows = slots[win], rows[win]
         self._write(slots, rows, batch, fields)
         self.n_seen += b
         self.size = min(self.capacity, self.n_seen)

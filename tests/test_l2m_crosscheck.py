@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from l2m_tools import lifetimes, reference
+
 from lifelong.l2logger import read_l2logger, records_to_l2rows, write_l2logger
 from lifelong.metrics.l2m import LIFETIME_METRICS, l2m_metrics
 
@@ -53,8 +53,10 @@ def _lifetimes() -> dict[str, dict[str, Any]]:
     for name in ("condensed", "dispersed", "sleep_eval", "shared_interval"):
         rows, ste = getattr(lifetimes, name)()
         cases[name] = {"rows": rows, "ste": ste}
-    cases["dispersed_raw"] = dict(cases["dispersed"], log="dispersed", args=("-n", "none", "-g", "none"),
-                                  kwargs={"normalize": False, "smooth": False})
+    cases["dispersed_raw"] = dict(  # the same log, scored without normalisation and smoothing
+        cases["dispersed"], log="dispersed", args=("-n", "none", "-g", "none"),
+        kwargs={"normalize": False, "smooth": False},
+    )
     cases["sleep_records"] = {"rows": sleep_rows, "ste": sleep_ste, "columns": ["loss", "performance"]}
     cases["sleep_records_relabelled"] = {"rows": lifetimes.relabel_sleep_as_wake_block(sleep_rows), "ste": {},
                                          "columns": ["loss", "performance"]}
@@ -89,9 +91,11 @@ def results(l2python: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
                 ste_dir = write_l2logger(ste_log, d / "ste", f"ste_{task.lower()}_{k}", metric_columns=["performance"],
                                          scenario_info={"scenario_type": "ste"})
                 ste_rows.setdefault(task.lower(), []).append(read_l2logger(ste_dir))
-        written[log] = (run, d / "l2data", ste_rows)
+        # `-s a` prepends each stored run, so l2metrics holds a task's runs newest first
+        written[log] = (run, d / "l2data", {task: runs[::-1] for task, runs in ste_rows.items()})
         if ste_rows:
-            stores.append((log, reference.start(l2python, reference.store_ste_args(d / "ste"), l2data=d / "l2data", cwd=d)))
+            proc = reference.start(l2python, reference.store_ste_args(d / "ste"), l2data=d / "l2data", cwd=d)
+            stores.append((log, proc))
     for log, proc in stores:
         reference.finish(proc, f"storing the STE data of {log}")
 
@@ -211,6 +215,11 @@ def test_shared_interval_transfer_documented_difference(results):
         assert ours[name] == pytest.approx(sum(everything) / len(everything))
 
 
+def _mask_timestamps(tsv: str) -> list[str]:
+    """The TSV lines with the timestamp column (the 9th) blanked: l2logger stamps the wall clock."""
+    return ["\t".join(c if i != 8 else "T" for i, c in enumerate(line.split("\t"))) for line in tsv.split("\n")]
+
+
 def test_files_identical_to_real_l2logger(l2python, tmp_path):
     """The real l2logger.DataLogger writes the same files as write_l2logger (timestamps aside), and
     read_l2logger reads both the same."""
@@ -233,9 +242,7 @@ def test_files_identical_to_real_l2logger(l2python, tmp_path):
     assert set(a) == set(b) and len(a) > 20
     for rel in a:
         if rel.endswith(".tsv"):
-            mask = lambda text: ["\t".join(c if i != 8 else "T" for i, c in enumerate(line.split("\t")))
-                                 for line in text.split("\n")]
-            assert mask(a[rel]) == mask(b[rel]), rel
+            assert _mask_timestamps(a[rel]) == _mask_timestamps(b[rel]), rel
         else:
             assert a[rel] == b[rel], rel
     assert '"{""block"": 0}"' in a["worker-0/0-test/data-log.tsv"]  # task_params quoted as csv does

@@ -109,6 +109,11 @@ class Learner:
         if batch.y.numel() and (int(batch.y.min()) < 0 or int(batch.y.max()) >= self.n_classes):
             raise DataError(f"labels must lie in [0, {self.n_classes - 1}], got {batch.y.min()}..{batch.y.max()}")
 
+    def train_mode(self) -> None:
+        """Put the model in training mode; a no-op (no module walk) when it already is."""
+        if not self.model.training:
+            self.model.train()
+
     def mask(self, logits: Tensor, task: Tensor | None) -> Tensor:
         """Logits with classes outside each sample's task set to -inf (task-incremental only)."""
         if task is None or self._task_mask is None:
@@ -144,9 +149,11 @@ class Learner:
     def predict(self, x: Tensor, task: Tensor | None = None) -> Tensor:
         """Logits ``(B, n_classes)``; -inf outside the sample's task in task-incremental runs."""
         was_training = self.model.training
-        self.model.eval()
+        if was_training:
+            self.model.eval()
         out = self.mask(self.model(x), task)
-        self.model.train(was_training)
+        if was_training:
+            self.model.train()
         return out
 
     def end_chunk(self) -> None:

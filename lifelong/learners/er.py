@@ -36,7 +36,7 @@ class ER(Learner):
 
     def observe(self, batch: Batch) -> StepStats:
         self.check_batch(batch)
-        self.model.train()
+        self.train_mode()
         logits = self.model(batch.x)
         loss = self.ce(logits, batch.y, batch.task)
         total = loss

@@ -60,7 +60,7 @@ class EWC(Learner):
 
     def observe(self, batch: Batch) -> StepStats:
         self.check_batch(batch)
-        self.model.train()
+        self.train_mode()
         logits = self.model(batch.x)
         loss = self.ce(logits, batch.y, batch.task)
         total = loss + 0.5 * self.ewc_lambda * self.penalty(self.model) if self.penalty else loss
@@ -97,7 +97,7 @@ class EWC(Learner):
             g = per_sample(params, x, F.one_hot(y, n_out).bool(), allowed)
             for k in total:
                 total[k] += (g[k] ** 2).sum(0)
-        self.model.train()
+        self.train_mode()
         return {k: v / len(batch) for k, v in total.items()}
 
     def end_chunk(self) -> None:

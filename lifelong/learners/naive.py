@@ -17,7 +17,7 @@ class Naive(Learner):
 
     def observe(self, batch: Batch) -> StepStats:
         self.check_batch(batch)
-        self.model.train()
+        self.train_mode()
         logits = self.model(batch.x)
         loss = self.ce(logits, batch.y, batch.task)
         self.step(loss)

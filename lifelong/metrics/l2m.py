@@ -22,8 +22,12 @@ Defaults matched (``python -m l2metrics`` with no options besides ``-p``)
 -------------------------------------------------------------------------
 variant mode ``aware`` (task names are used as they are); normalisation ``task``; smoothing
 ``flat`` with the automatic window; evaluation blocks not smoothed; no outlier clamping; STE
-averaging ``metrics``; aggregation ``mean``. ``l2metrics`` reports only ``mrlep`` maintenance and
-ratio transfer unless asked (``-m both -t both``); we always report all four.
+averaging ``metrics`` (a value per STE run, then their mean); aggregation ``mean``. Missing values:
+rows whose ``exp_status`` is not ``complete`` and rows without a performance value are dropped
+before anything else, and a metric that cannot be computed is NaN (``null`` in ``l2metrics``' JSON)
+and is skipped by the means. ``l2metrics`` reports only ``mrlep`` maintenance and ratio transfer
+unless asked (``-m both -t both``); we always report all four. Its ``-u/--unit`` option only changes
+the x axis of plots.
 
 Pre-processing
 --------------
@@ -99,10 +103,14 @@ touches them unless they hold sleep learning blocks.
 
 Replicated choices that are not bugs but worth knowing
 ------------------------------------------------------
-The lifetime value is a mean of per-task means, not a mean over all differences or pairs pooled
-across tasks (except transfer, which is a mean over pairs). ``l2metrics`` counts sleep learning
-regimes as training regimes for maintenance, transfer and ``avg_train_perf``, but not for recovery,
-relative performance and sample efficiency (wake only); so do we.
+- The lifetime value is a mean of per-task means, not a mean over all differences pooled across
+  tasks (except transfer, which is a mean over pairs).
+- Sleep learning regimes count as training regimes for maintenance, transfer and
+  ``avg_train_perf``, but not for recovery, relative performance and sample efficiency (wake only).
+- Transfer only asks that the source's learning block lie between two consecutive evaluations of
+  the target. In a schedule that does not evaluate after every learning block, that interval may
+  also hold other learning blocks, even the target's own (then backward transfer mixes in direct
+  learning). That is the definition; ``l2metrics`` and we both apply it as stated.
 
 Examples
 --------
@@ -168,7 +176,12 @@ LIFETIME_METRICS = (
     "ste_rel_perf",
     "sample_efficiency",
 )
-_TRANSFER = ("forward_transfer_ratio", "backward_transfer_ratio", "forward_transfer_contrast", "backward_transfer_contrast")
+_TRANSFER = (
+    "forward_transfer_ratio",
+    "backward_transfer_ratio",
+    "forward_transfer_contrast",
+    "backward_transfer_contrast",
+)
 _TERMINAL_WINDOW = 0.1  # last 10% of a training regime
 _SE_MIN_SATURATION = 0.2  # SE is 0 below 20% of the STE saturation
 
@@ -522,9 +535,10 @@ def _ste_runs(ste: Mapping[str, Any] | None, tasks: set[str], perf_column: str) 
         task = str(key).lower()
         if isinstance(runs, np.ndarray) or (
             isinstance(runs, Sequence) and not isinstance(runs, str) and runs
-            and all(isinstance(v, Real) and not isinstance(v, bool) for v in runs)
+            and (all(isinstance(v, Real) and not isinstance(v, bool) for v in runs)
+                 or all(isinstance(v, Mapping) for v in runs))
         ):
-            runs = [runs]  # a single curve
+            runs = [runs]  # a single curve, or a single run's rows
         if isinstance(runs, (str, Mapping)) or not isinstance(runs, Sequence):
             raise DataError(f"ste[{key!r}] must be a list of STE runs, got {type(runs).__name__}")
         parsed = []
@@ -588,7 +602,8 @@ def l2m_metrics(
         l2logger log of a learner trained on that task alone, e.g. from ``read_l2logger``; its
         training rows are used, one regime per block, as ``l2metrics`` does with data stored by
         ``python -m l2metrics -s w``) or a 1-D performance curve (one training regime). A single
-        curve may be given without the enclosing list. Without STE data, ``ste_rel_perf`` and
+        curve or a single run's rows may be given without the enclosing list. STE data of tasks that
+        are not in the lifetime is ignored. Without STE data for a task, its ``ste_rel_perf`` and
         ``sample_efficiency`` are NaN.
     perf_column : str, default "performance"
         The metric column to score (``l2metrics -p``).

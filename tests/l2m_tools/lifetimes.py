@@ -115,10 +115,12 @@ def dispersed() -> tuple[Rows, dict[str, list[Rows]]]:
                 ("gamma_1", 45), ("alpha_0", 14), ("Beta_0", 33), ("gamma_1", 60), ("alpha_0", 70)]
     for i, (task, n) in enumerate(schedule):
         lt.train(task, n)
-        lt.test(reps=2)
-        if i == 3:  # two rows that share an exp_num (averaged per experience by the terminal value)
+        if i == 5:  # two training rows that share an exp_num
+            lt.rows[-10]["exp_num"] = lt.rows[-11]["exp_num"]
+        lt.test(reps=3 if i == 3 else 2)
+        if i == 3:  # evaluation rows that share an exp_num: averaged per experience first for P(e)
             lt.rows[-1]["exp_num"] = lt.rows[-2]["exp_num"]
-            lt.rows[-3]["exp_num"] = lt.rows[-4]["exp_num"]
+            lt.rows[-4]["exp_num"] = lt.rows[-5]["exp_num"]
     # missing values: a NaN performance and incomplete experiences are ignored by the metrics
     lt.rows[45]["performance"] = math.nan
     lt.rows[200]["exp_status"] = "incomplete"

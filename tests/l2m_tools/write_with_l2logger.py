@@ -14,7 +14,8 @@ import sys
 def main(argv: list[str]) -> None:
     from l2logger import l2logger  # only in the l2metrics venv
 
-    spec = json.loads(open(argv[1]).read())
+    with open(argv[1]) as f:
+        spec = json.load(f)
     logger = l2logger.DataLogger(
         argv[2], spec["scenario_name"], {"metrics_columns": spec["metric_columns"]}, spec["scenario_info"]
     )
