@@ -21,7 +21,7 @@ from lifelong.config import RunConfig, from_dict, load_config, override
 from lifelong.errors import ConfigError, LifelongError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="lifelong: models that keep learning.")
-console = Console()
+console = Console(width=None if Console().is_terminal else 140)
 err_console = Console(stderr=True)
 
 #: The main job: the forgetting baseline, replay, and the best learner available, with the joint upper bound.
@@ -153,14 +153,19 @@ def _demo(flags: dict, runs: Path) -> None:
 
 @app.command()
 def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")],
-           reference: Annotated[Optional[Path], typer.Option(help="a cumulative/joint run for intransigence")] = None) -> None:
-    """Rebuild metrics.json and report.md of a run from its log."""
+           reference: Annotated[Optional[Path], typer.Option(help="a cumulative/joint run for intransigence")] = None,
+           html: Annotated[bool, typer.Option("--html", help="also write report.html and its PNG plots")] = False) -> None:
+    """Rebuild metrics.json and report.md of a run from its log (and report.html with --html)."""
     from lifelong.run import write_outputs
 
     if not (run_dir / "log.jsonl").is_file():
         raise ConfigError(f"{run_dir} has no log.jsonl; pass a directory written by `lifelong run`")
     write_outputs(run_dir, reference=reference)
     console.print((run_dir / "report.md").read_text())
+    if html:
+        from lifelong.report import html_report
+
+        console.print(f"wrote {html_report(run_dir)} (plots: accuracy_matrix.png, accuracy_curves.png)")
 
 
 @app.command("list")
@@ -179,6 +184,54 @@ def list_() -> None:
         for n, d in rows:
             table.add_row(f"[bold]{n}[/]", d)
         console.print(table)
+
+
+__import__("lifelong.sweep", fromlist=["register"]).register(app)  # adds `lifelong sweep` and `lifelong tune`
+
+
+ledger_app = typer.Typer(help="The executable ledger of expected results.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("check")
+def ledger_check(
+    path: Annotated[Path, typer.Argument(help="a ledger file or directory")] = Path("ledger"),
+    tier: Annotated[Optional[str], typer.Option(help="only this tier: fast or full")] = None,
+    only: Annotated[Optional[str], typer.Option(help="only entries whose label contains this")] = None,
+    record_: Annotated[bool, typer.Option("--record", help="write the observed values back into the files")] = False,
+) -> None:
+    """Rerun ledger entries; exit 1 when a mean final ACC leaves its band."""
+    from lifelong.ledger import find_suites, record, run_entry
+
+    if tier is not None and tier not in ("fast", "full"):
+        raise ConfigError(f"--tier must be 'fast' or 'full', got {tier!r}")
+    suites = find_suites(path, tier)
+    table = Table(title=f"ledger check ({tier or 'all tiers'})")
+    for col in ("entry", "expected ACC", "observed ACC", "forgetting", "s/seed", ""):
+        table.add_column(col)
+    failures, cache = 0, {}
+    for suite in suites:
+        outcomes = []
+        for entry in suite.entries:
+            if only and only not in entry.label:
+                continue
+            o = run_entry(entry, cache)
+            outcomes.append(o)
+            failures += not o.passed
+            table.add_row(entry.label, f"{entry.acc:.3f} ± {entry.tol:.3f}", f"{o.acc:.3f} ± {o.acc_std:.3f}",
+                          f"{o.forgetting:.3f}", f"{o.wall_time_s:.1f}", "[green]ok[/]" if o.passed else "[red]OUT OF BAND[/]")
+            err_console.print(f"{entry.label}: {o.acc:.4f} ({'ok' if o.passed else 'out of band'})", highlight=False)
+        if record_ and outcomes:
+            record(suite, outcomes)
+    console.print(table)
+    if failures:
+        console.print(f"[red]{failures} entr{'y' if failures == 1 else 'ies'} out of band[/]")
+        raise typer.Exit(1)
+
+
+__import__("lifelong.serve.cli", fromlist=["register"]).register(app)  # adds `lifelong serve`
+
+__import__("lifelong.report_cli", fromlist=["register"]).register(app)  # adds compare, export, import-l2logger, ste
 
 
 def main(argv: list[str] | None = None) -> None:
