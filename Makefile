@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test ledger bench clean
 
 setup: $(STAMP)
 
@@ -22,9 +22,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The full ledger tier and the speed benchmarks; figures go to BENCHMARKS.md by hand, with the machine.
 bench: $(STAMP)
+	$(BIN)/lifelong ledger check ledger --tier full --record
 	$(BIN)/python benchmarks/overhead.py
-	$(BIN)/python benchmarks/split_fmnist.py
+
+ledger: $(STAMP)
+	$(BIN)/lifelong ledger check ledger --tier fast
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
