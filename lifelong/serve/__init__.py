@@ -1,0 +1,12 @@
+"""``lifelong serve``: a model that learns while it serves, and never loses an acknowledged event.
+
+- :mod:`~lifelong.serve.config`: ``serve.toml`` to a :class:`~lifelong.serve.config.ServeConfig`.
+- :mod:`~lifelong.serve.eventlog`: the append-only SQLite event log and worker journal (the source of truth).
+- :mod:`~lifelong.serve.snapshots`: atomic, checksummed snapshots of the full learner state.
+- :mod:`~lifelong.serve.worker`: the single learner worker, deterministic replay, the published model.
+- :mod:`~lifelong.serve.service`: all of that without HTTP (also used by ``--replay``).
+- :mod:`~lifelong.serve.app`: the FastAPI endpoints; :mod:`~lifelong.serve.cli`: the command.
+
+Importing this package imports neither FastAPI nor uvicorn (they are the optional ``serve`` extra).
+See docs/serve.md.
+"""

@@ -1,0 +1,156 @@
+"""The HTTP API (FastAPI on uvicorn) around a :class:`~lifelong.serve.service.Service`.
+
+==========================  =======  ===========================================================
+endpoint                    auth     what it does
+==========================  =======  ===========================================================
+``POST /predict``           config   ``{"inputs": [[...], ...]}`` -> labels and probabilities
+``POST /feedback``          token    ``{"inputs", "labels", "event_ids"?, "prediction_id"?}``;
+                                     answers only after the durable commit, with the seqs
+``GET /health``             open     worker state and sequence numbers
+``GET /metrics``            open     Prometheus text
+``POST /snapshot``          token    write a snapshot now
+``POST /rollback``          token    ``{"to_seq": n}``: back to the newest snapshot at or before n
+``GET /snapshots``          token    the snapshot files
+``GET /state``              token    digests of the worker's and the published learner state
+==========================  =======  ===========================================================
+
+Bodies are read with a size limit (413), must be ``application/json`` (415) and are validated
+completely before anything is logged (:mod:`lifelong.serve.validation`). The token is compared in
+constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+
+from lifelong.errors import ConfigError, LifelongError
+from lifelong.serve.eventlog import EventConflict
+from lifelong.serve.service import Service
+from lifelong.serve.validation import RequestError, parse_feedback, parse_json, parse_predict, parse_rollback
+
+
+def create_app(service: Service, *, manage: bool = True) -> FastAPI:
+    """The FastAPI app. With ``manage``, the app's lifespan starts and stops the service."""
+    cfg = service.cfg
+    token = cfg.require_token().encode()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if manage:
+            await run_in_threadpool(service.start)
+        try:
+            yield
+        finally:
+            if manage:
+                await run_in_threadpool(service.stop)
+
+    app = FastAPI(title="lifelong serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    def authorize(request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise RequestError(401, "this endpoint needs the header `Authorization: Bearer <token>`")
+        if not hmac.compare_digest(given.strip().encode(), token):
+            raise RequestError(401, "the bearer token is not valid")
+
+    async def read_json(request: Request):
+        ctype = request.headers.get("content-type", "")
+        if ctype.split(";")[0].strip().lower() != "application/json":
+            raise RequestError(415, f"send the body as JSON with `Content-Type: application/json` (got {ctype or 'none'!r})")
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise RequestError(400, "invalid Content-Length header")
+            if int(declared) > cfg.max_body_bytes:
+                raise RequestError(413, f"the body has {declared} bytes; the limit is {cfg.max_body_bytes} "
+                                        "([serve] max_body_bytes): send fewer rows per request")
+        chunks, size = [], 0
+        async for chunk in request.stream():  # also bounds chunked bodies without a Content-Length
+            size += len(chunk)
+            if size > cfg.max_body_bytes:
+                raise RequestError(413, f"the body exceeds {cfg.max_body_bytes} bytes ([serve] max_body_bytes)")
+            chunks.append(chunk)
+        return parse_json(b"".join(chunks))
+
+    @app.exception_handler(RequestError)
+    async def _request_error(request: Request, e: RequestError) -> JSONResponse:
+        service.rejected.inc(status=str(e.status))
+        headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
+        return JSONResponse({"detail": e.message}, status_code=e.status, headers=headers)
+
+    @app.exception_handler(LifelongError)
+    async def _lifelong_error(request: Request, e: LifelongError) -> JSONResponse:
+        status = 409 if isinstance(e, (ConfigError, EventConflict)) else 503
+        service.rejected.inc(status=str(status))
+        return JSONResponse({"detail": str(e)}, status_code=status)
+
+    @app.post("/predict")
+    async def predict(request: Request) -> JSONResponse:
+        t0 = time.perf_counter()
+        if cfg.protect_predict:
+            authorize(request)
+        x = parse_predict(await read_json(request), cfg)
+        out = service.predict(x)  # a short forward pass under the publish lock; never waits for training
+        service.predict_latency.observe(time.perf_counter() - t0)
+        return JSONResponse(out)
+
+    @app.post("/feedback")
+    async def feedback(request: Request) -> JSONResponse:
+        t0 = time.perf_counter()
+        authorize(request)
+        fb = parse_feedback(await read_json(request), cfg)
+        served = service.prepare(fb)  # what the served model says before these rows are logged
+        try:
+            res = await asyncio.wrap_future(service.submit(fb))  # resolves after the fsynced commit
+        except EventConflict as e:
+            raise RequestError(409, str(e)) from None
+        out = service.after_commit(fb, res, served)
+        out.pop("correct")
+        service.ack_latency.observe(time.perf_counter() - t0)
+        return JSONResponse(out)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        h = service.health()
+        return JSONResponse(h, status_code=200 if h["status"] == "ok" else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.post("/snapshot")
+    async def snapshot(request: Request) -> JSONResponse:
+        authorize(request)
+        info = await asyncio.wrap_future(service.worker.request("snapshot"))
+        return JSONResponse({"seq": info.seq, "step": info.step, "file": info.path.name})
+
+    @app.post("/rollback")
+    async def rollback(request: Request) -> JSONResponse:
+        authorize(request)
+        to_seq = parse_rollback(await read_json(request))
+        return JSONResponse(await asyncio.wrap_future(service.worker.request("rollback", to_seq=to_seq)))
+
+    @app.get("/snapshots")
+    async def snapshots(request: Request) -> JSONResponse:
+        authorize(request)
+        return JSONResponse([{"seq": i.seq, "step": i.step, "file": i.path.name} for i in service.store.list()])
+
+    @app.get("/state")
+    async def state(request: Request) -> JSONResponse:
+        authorize(request)
+        d = await asyncio.wrap_future(service.worker.request("digest"))
+        d["published"] = await run_in_threadpool(service.published.digest)
+        d["published_seq"] = service.published.seq
+        d["logged_seq"] = service.log.last_seq
+        d["events"] = await run_in_threadpool(service.log.count)
+        return JSONResponse(d)
+
+    return app

@@ -1,0 +1,222 @@
+"""``serve.toml``: the service configuration, parsed to a frozen :class:`ServeConfig`.
+
+A config looks like::
+
+    seed = 0
+
+    [learner]                     # optional; this is the default
+    name = "error_memory"         # any registered learner (`lifelong list`)
+    inner = "er"                  # and any hyper-parameter it accepts
+    inner_hp = {mem_size = 500}
+
+    [model]
+    kind = "mlp"
+    hidden = [256, 256]
+    input_shape = [784]           # shape of one input row
+    n_classes = 10
+
+    [serve]
+    host = "127.0.0.1"
+    port = 8080
+    data_dir = "serve-data"       # event log + snapshots; relative to this file
+    # token = "..."               # or the LIFELONG_SERVE_TOKEN environment variable (preferred)
+    protect_predict = false       # true: /predict needs the token too
+    batch_size = 32               # events per gradient step
+    snapshot_every = 1000         # events between snapshots
+
+Unknown sections or keys raise :class:`~lifelong.errors.ConfigError`, as does a value of the wrong
+type. The token is never part of ``repr`` or of any log line.
+
+Examples
+--------
+>>> cfg = config_from_dict({"model": {"input_shape": [4], "n_classes": 3}})
+>>> cfg.learner["name"], cfg.input_shape, cfg.n_classes, cfg.host
+('error_memory', (4,), 3, '127.0.0.1')
+>>> config_from_dict({"serve": {"batch_size": 0}, "model": {"input_shape": [4], "n_classes": 3}})
+Traceback (most recent call last):
+...
+lifelong.errors.ConfigError: [serve] batch_size must be an integer >= 1, got 0
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lifelong.errors import ConfigError
+
+TOKEN_ENV = "LIFELONG_SERVE_TOKEN"
+MIN_TOKEN_LEN = 16
+
+#: [serve] keys: (type, default, lower bound for numbers).
+SERVE_KEYS: dict[str, tuple[type, Any, float | None]] = {
+    "host": (str, "127.0.0.1", None),
+    "port": (int, 8080, 0),
+    "data_dir": (str, "serve-data", None),
+    "token": (str, None, None),
+    "protect_predict": (bool, False, None),
+    "batch_size": (int, 32, 1),
+    "snapshot_every": (int, 1000, 1),
+    "keep_snapshots": (int, 5, 1),
+    "max_rows": (int, 512, 1),  # rows per /predict or /feedback request
+    "max_body_bytes": (int, 8_000_000, 1024),
+    "threads": (int, 1, 0),  # torch intra-op threads; 0 keeps torch's default
+    "linger_ms": (float, 20.0, 0),  # how long the worker waits for a batch to fill (fewer, larger steps)
+    "accuracy_window": (int, 500, 1),  # feedback events in the rolling online accuracy
+    "drift_delta": (float, 0.002, 0),  # ADWIN's confidence parameter; 0 turns the detector off
+    "prediction_cache": (int, 10_000, 0),  # earlier predictions kept for `prediction_id`
+    "access_log": (bool, False, None),
+}
+TOP_LEVEL = ("seed", "learner", "model", "serve")
+#: without a [learner] table: the complementary learner, a slow network with reservoir replay plus
+#: an error memory that corrects predictions from feedback at once
+DEFAULT_LEARNER: dict[str, Any] = {"name": "error_memory", "inner": "er", "inner_hp": {"mem_size": 500}}
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything the service needs; build it with :func:`load_serve_config` or :func:`config_from_dict`."""
+
+    learner: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_LEARNER))
+    model: dict[str, Any] = field(default_factory=lambda: {"kind": "mlp", "hidden": [256, 256]})
+    input_shape: tuple[int, ...] = (784,)
+    n_classes: int = 10
+    seed: int = 0
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("serve-data")
+    token: str | None = field(default=None, repr=False)
+    protect_predict: bool = False
+    batch_size: int = 32
+    snapshot_every: int = 1000
+    keep_snapshots: int = 5
+    max_rows: int = 512
+    max_body_bytes: int = 8_000_000
+    threads: int = 1
+    linger_ms: float = 20.0
+    accuracy_window: int = 500
+    drift_delta: float = 0.002
+    prediction_cache: int = 10_000
+    access_log: bool = False
+
+    @property
+    def input_dim(self) -> int:
+        return math.prod(self.input_shape)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of what determines the learner's state given the log: learner, model, shapes and
+        seed. The batch size is not part of it (the worker journals every batch's boundaries)."""
+        what = {"learner": self.learner, "model": self.model, "input_shape": list(self.input_shape),
+                "n_classes": self.n_classes, "seed": self.seed}
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+
+    def require_token(self) -> str:
+        """The bearer token, or :class:`ConfigError` if none (or a too short one) is configured."""
+        if not self.token:
+            raise ConfigError(
+                f"no API token configured; set the {TOKEN_ENV} environment variable (or `token` in [serve]) "
+                f"to a secret of at least {MIN_TOKEN_LEN} characters"
+            )
+        return self.token
+
+
+def _typed(section: str, key: str, value: Any, kind: type, low: float | None) -> Any:
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"[{section}] {key} must be true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
+            raise ConfigError(f"[{section}] {key} must be an integer >= {int(low or 0)}, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or (low is not None and value < low):
+            raise ConfigError(f"[{section}] {key} must be a number >= {low}, got {value!r}")
+        return float(value)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"[{section}] {key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def config_from_dict(data: dict[str, Any], *, base_dir: Path | None = None, env: dict[str, str] | None = None) -> ServeConfig:
+    """Validate a parsed ``serve.toml``; relative ``data_dir`` is resolved against ``base_dir``.
+
+    ``env`` (default ``os.environ``) may supply the token as ``LIFELONG_SERVE_TOKEN``; it wins over
+    the file, so a checked-in config need not hold the secret.
+    """
+    env = os.environ if env is None else env
+    unknown = sorted(set(data) - set(TOP_LEVEL))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(map(repr, unknown))} in serve config; known: {list(TOP_LEVEL)}")
+    for s in ("learner", "model", "serve"):
+        if not isinstance(data.get(s, {}), dict):
+            raise ConfigError(f"[{s}] must be a table")
+    seed = data.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+
+    learner = copy.deepcopy(data["learner"]) if "learner" in data else copy.deepcopy(DEFAULT_LEARNER)
+    if not isinstance(learner.get("name"), str):
+        raise ConfigError("[learner] needs a string `name`, e.g. name = \"error_memory\" (see `lifelong list`)")
+
+    model = {"kind": "mlp", **data.get("model", {})}
+    if "input_shape" not in model or "n_classes" not in model:
+        raise ConfigError("[model] needs input_shape (e.g. [784] or [1, 28, 28]) and n_classes (e.g. 10)")
+    shape = model.pop("input_shape")
+    if isinstance(shape, int) and not isinstance(shape, bool):
+        shape = [shape]
+    if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise ConfigError(f"[model] input_shape must be a list of positive integers, got {shape!r}")
+    n_classes = _typed("model", "n_classes", model.pop("n_classes"), int, 2)
+
+    serve = dict(data.get("serve", {}))
+    bad = sorted(set(serve) - set(SERVE_KEYS))
+    if bad:
+        raise ConfigError(f"unknown key(s) {', '.join(map(repr, bad))} in [serve]; known: {sorted(SERVE_KEYS)}")
+    values = {k: _typed("serve", k, serve[k], kind, low) if k in serve else default
+              for k, (kind, default, low) in SERVE_KEYS.items()}
+    if values["port"] > 65535:
+        raise ConfigError(f"[serve] port must be in 0..65535, got {values['port']}")
+    if env.get(TOKEN_ENV):
+        values["token"] = env[TOKEN_ENV]
+    if values["token"] is not None and len(values["token"]) < MIN_TOKEN_LEN:
+        raise ConfigError(f"the API token must have at least {MIN_TOKEN_LEN} characters; generate one with "
+                          "`python -c \"import secrets; print(secrets.token_urlsafe(32))\"`")
+    data_dir = Path(values.pop("data_dir"))
+    if base_dir is not None and not data_dir.is_absolute():
+        data_dir = base_dir / data_dir
+    return ServeConfig(learner=learner, model=model, input_shape=tuple(shape), n_classes=n_classes, seed=seed,
+                       data_dir=data_dir, **values)
+
+
+def load_serve_config(path: str | Path, *, env: dict[str, str] | None = None) -> ServeConfig:
+    """Read and validate ``serve.toml``; every problem is a :class:`ConfigError` saying what to fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"serve config {path} does not exist; see docs/serve.md for an example")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read serve config {path}: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"serve config {path} is not valid TOML: {e}") from None
+    return config_from_dict(data, base_dir=path.resolve().parent, env=env)
+
+
+def build_learner(cfg: ServeConfig):
+    """A fresh learner as ``cfg`` describes it; the same call always gives the same initial state."""
+    from lifelong.learners import make_learner
+    from lifelong.nets import build_model
+
+    model_opts = {k: v for k, v in cfg.model.items() if k != "kind"}
+    model = build_model(cfg.model.get("kind", "mlp"), cfg.input_shape, cfg.n_classes, seed=cfg.seed, **model_opts)
+    hp = {k: v for k, v in cfg.learner.items() if k != "name"}
+    return make_learner(cfg.learner["name"], model, seed=cfg.seed, **hp)

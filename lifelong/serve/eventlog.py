@@ -1,0 +1,318 @@
+"""The durable event log: an append-only SQLite database, the service's source of truth.
+
+Two tables:
+
+``events``
+    one row per labelled example: ``seq`` (1, 2, 3, ... in arrival order), an optional client
+    ``event_id`` (unique: a retried request returns the original sequence numbers), the input as
+    little-endian float32 bytes, the label, the optional ``prediction_id`` it answers and the
+    arrival time. Rows are never updated or deleted.
+``journal``
+    the learner worker's decisions, written *before* it acts on them (write-ahead), one row per
+    step: ``batch`` (apply events ``a..b`` as one ``observe``), ``drift`` (the drift response ran
+    here) and ``rollback`` (reset to the state after step ``a``; skip events up to ``b``). The
+    learner state after journal step ``t`` is a pure function of the two tables, so replaying them
+    from scratch reproduces it exactly, whatever the timing of the live run was.
+
+The database runs in WAL mode with ``synchronous=FULL``: a commit has reached the disk when it
+returns. Appends go through one writer thread that *group-commits* whatever requests are waiting
+(one fsync for many concurrent requests); a request's future resolves only after its commit, and
+the HTTP layer acknowledges only then.
+
+Examples
+--------
+>>> import tempfile, numpy as np
+>>> d = tempfile.mkdtemp()
+>>> log = EventLog(f"{d}/events.sqlite", input_dim=2, n_classes=3, fingerprint="x")
+>>> r = log.append(np.zeros((2, 2), np.float32), np.array([0, 2]), event_ids=["a", "b"])
+>>> r.seqs, r.new
+([1, 2], [True, True])
+>>> log.append(np.zeros((1, 2), np.float32), np.array([2]), event_ids=["b"]).seqs  # a retry
+[2]
+>>> log.close()
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lifelong.errors import CheckpointError, ConfigError, DataError
+
+SCHEMA_VERSION = "1"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT UNIQUE,
+    prediction_id TEXT,
+    received_at REAL NOT NULL,
+    y INTEGER NOT NULL,
+    x BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal (
+    step INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('batch', 'drift', 'rollback')),
+    a INTEGER,
+    b INTEGER,
+    at REAL NOT NULL
+);
+"""
+#: groups larger than this are split over several commits (bounds one transaction's size)
+MAX_GROUP = 4096
+
+
+class EventConflict(DataError):
+    """A client event id was reused for a different example."""
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    seqs: list[int]  # one per row, in request order
+    new: list[bool]  # False where the event id was already logged (an idempotent retry)
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    step: int
+    kind: str  # "batch" | "drift" | "rollback"
+    a: int | None  # batch: first seq; rollback: target step
+    b: int | None  # batch: last seq; rollback: events up to here are skipped
+
+
+@dataclass
+class _Pending:
+    x: np.ndarray  # (n, D) float32
+    y: np.ndarray  # (n,) int64
+    event_ids: list[str | None]
+    prediction_id: str | None
+    future: Future
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise ConfigError(f"{path}: SQLite refused WAL mode ({mode}); put data_dir on a local file system")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class EventLog:
+    """Append-only event log and worker journal in one SQLite file.
+
+    Parameters
+    ----------
+    path
+        the database file (created with its directory if missing).
+    input_dim, n_classes, fingerprint
+        recorded on creation and checked on every later open: a log written for another model or
+        learner configuration is refused with :class:`ConfigError` instead of being replayed into
+        the wrong learner.
+    on_commit
+        called from the writer thread with the new last sequence number after each commit.
+    """
+
+    def __init__(self, path: str | Path, *, input_dim: int, n_classes: int, fingerprint: str,
+                 on_commit: Callable[[int], None] | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.input_dim, self.n_classes = int(input_dim), int(n_classes)
+        self.on_commit = on_commit
+        self._conn = _connect(self.path)  # the writer thread's; also used for setup here
+        self._read_lock = threading.Lock()
+        self._read = _connect(self.path)  # reads and journal writes from the worker / admin
+        self._check_meta(fingerprint)
+        self.last_seq = int(self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._closed = False
+        self._writer = threading.Thread(target=self._writer_loop, name="eventlog-writer", daemon=True)
+        self._writer.start()
+
+    # -- setup -------------------------------------------------------------------------------------
+    def _check_meta(self, fingerprint: str) -> None:
+        c = self._conn
+        c.executescript(SCHEMA)  # idempotent (IF NOT EXISTS)
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            want = {"schema": SCHEMA_VERSION, "input_dim": str(self.input_dim), "n_classes": str(self.n_classes),
+                    "fingerprint": fingerprint}
+            have = dict(c.execute("SELECT key, value FROM meta").fetchall())
+            if not have:
+                c.executemany("INSERT INTO meta VALUES (?, ?)", sorted(want.items()))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        if have and have != want:
+            diff = [k for k in want if have.get(k) != want[k]]
+            raise ConfigError(
+                f"{self.path} was written for a different configuration (differs in: {', '.join(diff)}); "
+                "point [serve] data_dir at a new directory, or restore the config that wrote this log"
+            )
+
+    # -- appending (any thread) --------------------------------------------------------------------
+    def submit(self, x: np.ndarray, y: np.ndarray, *, event_ids: list[str | None] | None = None,
+               prediction_id: str | None = None) -> Future:
+        """Queue rows for the next group commit; the future gives an :class:`AppendResult`.
+
+        ``x`` is ``(n, input_dim)`` float32 and ``y`` ``(n,)`` integer labels, both already
+        validated by the caller. The future raises :class:`EventConflict` if an event id was
+        logged before with a different example (then none of this request's rows is logged).
+        """
+        if self._closed:
+            raise CheckpointError("the event log is closed")
+        x = np.ascontiguousarray(x, dtype="<f4").reshape(len(y), self.input_dim)
+        ids = list(event_ids) if event_ids is not None else [None] * len(y)
+        fut: Future = Future()
+        self._queue.put(_Pending(x, np.asarray(y, dtype=np.int64), ids, prediction_id, fut))
+        return fut
+
+    def append(self, x: np.ndarray, y: np.ndarray, *, event_ids: list[str | None] | None = None,
+               prediction_id: str | None = None) -> AppendResult:
+        """Append and wait for the durable commit."""
+        return self.submit(x, y, event_ids=event_ids, prediction_id=prediction_id).result()
+
+    def _writer_loop(self) -> None:
+        c = self._conn
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            rows = len(first.y)
+            while rows < MAX_GROUP:  # take everything already waiting: one fsync for all of it
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                group.append(nxt)
+                rows += len(nxt.y)
+            results: list[AppendResult | BaseException] = []
+            try:
+                c.execute("BEGIN IMMEDIATE")
+                now = time.time()
+                for p in group:
+                    c.execute("SAVEPOINT req")
+                    try:
+                        results.append(self._insert(c, p, now))
+                        c.execute("RELEASE req")
+                    except EventConflict as e:
+                        c.execute("ROLLBACK TO req")
+                        c.execute("RELEASE req")
+                        results.append(e)
+                c.execute("COMMIT")  # synchronous=FULL: durable when this returns
+            except BaseException as e:  # disk full, I/O error: nothing of this group is acknowledged
+                try:
+                    c.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                for p in group:
+                    p.future.set_exception(CheckpointError(f"could not write the event log {self.path}: {e}"))
+                continue
+            last = max([self.last_seq] + [max(r.seqs) for r in results if isinstance(r, AppendResult) and r.seqs])
+            self.last_seq = last
+            if self.on_commit is not None:
+                self.on_commit(last)
+            for p, r in zip(group, results):
+                if isinstance(r, BaseException):
+                    p.future.set_exception(r)
+                else:
+                    p.future.set_result(r)
+
+    def _insert(self, c: sqlite3.Connection, p: _Pending, now: float) -> AppendResult:
+        seqs, new = [], []
+        for i, eid in enumerate(p.event_ids):
+            xb, yi = p.x[i].tobytes(), int(p.y[i])
+            if eid is not None:
+                row = c.execute("SELECT seq, y, x FROM events WHERE event_id = ?", (eid,)).fetchone()
+                if row is not None:
+                    if row[1] != yi or bytes(row[2]) != xb:
+                        raise EventConflict(
+                            f"event_id {eid!r} was already logged (seq {row[0]}) with a different input or "
+                            "label; use a fresh id for a new event"
+                        )
+                    seqs.append(int(row[0]))
+                    new.append(False)
+                    continue
+            cur = c.execute("INSERT INTO events (event_id, prediction_id, received_at, y, x) VALUES (?, ?, ?, ?, ?)",
+                            (eid, p.prediction_id, now, yi, xb))
+            seqs.append(int(cur.lastrowid))
+            new.append(True)
+        return AppendResult(seqs, new)
+
+    # -- reading and the journal (worker thread, admin, tests) -------------------------------------
+    def read_range(self, first: int, last: int) -> tuple[Tensor, Tensor, Tensor, list[float]]:
+        """Events with ``first <= seq <= last`` in order: ``(seq (n,), x (n, D) float32, y (n,) int64, received_at)``."""
+        with self._read_lock:
+            rows = self._read.execute("SELECT seq, y, x, received_at FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq",
+                                      (first, last)).fetchall()
+        return self._decode(rows)
+
+    def read_next(self, after: int, limit: int) -> tuple[Tensor, Tensor, Tensor, list[float]]:
+        """Up to ``limit`` events with ``seq > after``, in order (same tuple as :meth:`read_range`)."""
+        with self._read_lock:
+            rows = self._read.execute("SELECT seq, y, x, received_at FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                                      (after, limit)).fetchall()
+        return self._decode(rows)
+
+    def _decode(self, rows: list) -> tuple[Tensor, Tensor, Tensor, list[float]]:
+        n = len(rows)
+        seqs = torch.tensor([r[0] for r in rows], dtype=torch.int64)
+        y = torch.tensor([r[1] for r in rows], dtype=torch.int64)
+        buf = b"".join(bytes(r[2]) for r in rows)
+        x = torch.frombuffer(bytearray(buf), dtype=torch.float32).reshape(n, self.input_dim) if n else \
+            torch.zeros(0, self.input_dim)
+        return seqs, x, y, [float(r[3]) for r in rows]
+
+    def count(self) -> int:
+        with self._read_lock:
+            return int(self._read.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def event_ids(self) -> dict[str, int]:
+        """Every client event id with its sequence number (for audits and tests)."""
+        with self._read_lock:
+            return {str(e): int(s) for e, s in self._read.execute("SELECT event_id, seq FROM events WHERE event_id IS NOT NULL")}
+
+    def journal_append(self, kind: str, a: int | None = None, b: int | None = None) -> int:
+        """Durably record one worker decision; returns its step number."""
+        with self._read_lock:
+            cur = self._read.execute("INSERT INTO journal (kind, a, b, at) VALUES (?, ?, ?, ?)", (kind, a, b, time.time()))
+            return int(cur.lastrowid)
+
+    def journal(self, after: int = 0, upto: int | None = None) -> list[JournalEntry]:
+        """Journal entries with ``after < step <= upto`` in order."""
+        hi = upto if upto is not None else 2**62
+        with self._read_lock:
+            rows = self._read.execute("SELECT step, kind, a, b FROM journal WHERE step > ? AND step <= ? ORDER BY step",
+                                      (after, hi)).fetchall()
+        return [JournalEntry(int(s), k, a, b) for s, k, a, b in rows]
+
+    def last_step(self) -> int:
+        with self._read_lock:
+            return int(self._read.execute("SELECT COALESCE(MAX(step), 0) FROM journal").fetchone()[0])
+
+    def close(self) -> None:
+        """Finish queued appends, then close. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._writer.join()
+        self._conn.close()
+        with self._read_lock:
+            self._read.close()

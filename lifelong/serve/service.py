@@ -1,0 +1,266 @@
+"""The service without HTTP: event log + learner worker + published model + metrics.
+
+:class:`Service` is what both ``lifelong serve`` (through :mod:`lifelong.serve.app`) and
+``lifelong serve --replay`` (through :func:`replay`) drive, so an offline replay goes through
+exactly the code path that live feedback takes.
+
+Examples
+--------
+>>> import tempfile, numpy as np
+>>> from lifelong.serve.config import config_from_dict
+>>> cfg = config_from_dict({"learner": {"name": "naive"}, "model": {"input_shape": [3], "n_classes": 2, "hidden": [8]},
+...                         "serve": {"data_dir": tempfile.mkdtemp(), "drift_delta": 0}})
+>>> svc = Service(cfg, threads=False)
+>>> svc.start()
+>>> out = svc.feedback(parse_feedback({"inputs": [[0, 1, 2]], "labels": [1]}, cfg))
+>>> out["seqs"], svc.worker.wait_published(1, timeout=10)
+([1], True)
+>>> svc.stop()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict, deque
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lifelong.errors import DataError
+from lifelong.serve.config import ServeConfig
+from lifelong.serve.eventlog import AppendResult, EventConflict, EventLog
+from lifelong.serve.metrics import Registry
+from lifelong.serve.snapshots import SnapshotStore
+from lifelong.serve.validation import Feedback, RequestError, parse_feedback, parse_json
+from lifelong.serve.worker import PublishedModel, Worker, to_batch
+from lifelong.serve.config import build_learner
+
+log = logging.getLogger("lifelong.serve")
+
+
+class Service:
+    """One learner behind a durable log.
+
+    Parameters
+    ----------
+    cfg
+        the service config; ``cfg.data_dir`` holds ``events.sqlite`` and ``snapshots/``.
+    threads
+        if true, set torch's intra-op threads to ``cfg.threads`` (a process-wide setting: the CLI
+        does, tests and notebooks need not).
+    """
+
+    def __init__(self, cfg: ServeConfig, *, threads: bool = True) -> None:
+        self.cfg = cfg
+        if threads and cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        build_learner(cfg)  # fail fast on a bad learner/model config, before any file is written
+        self.metrics = Registry()
+        m = self.metrics
+        self.received = m.counter("lifelong_serve_events_received_total", "feedback events newly logged by this process")
+        self.duplicates = m.counter("lifelong_serve_events_duplicate_total", "feedback events re-sent with a logged event_id")
+        self.applied = m.counter("lifelong_serve_events_applied_total", "events applied by the learner worker in this process")
+        self.rejected = m.counter("lifelong_serve_requests_rejected_total", "requests refused with a 4xx, by status")
+        self.predictions = m.counter("lifelong_serve_predictions_total", "rows predicted")
+        self.drift_alarms = m.counter("lifelong_serve_drift_alarms_total", "drift alarms raised by the ADWIN detector")
+        self.predict_latency = m.histogram("lifelong_serve_predict_latency_seconds", "time to answer /predict (server side)")
+        self.ack_latency = m.histogram("lifelong_serve_feedback_ack_seconds", "time to acknowledge /feedback, durable commit included")
+        self.apply_lag = m.histogram("lifelong_serve_apply_lag_seconds", "time from an event's commit to its application by the worker")
+        m.gauge("lifelong_serve_events_logged", "last sequence number in the event log", lambda: self.log.last_seq)
+        m.gauge("lifelong_serve_events_applied", "last sequence number consumed by the learner worker", lambda: self.worker.cursor)
+        m.gauge("lifelong_serve_events_pending", "logged events the worker has not applied yet",
+                lambda: max(0, self.log.last_seq - self.worker.cursor))
+        m.gauge("lifelong_serve_published_seq", "last sequence number included in the served model", lambda: self.published.seq)
+        m.gauge("lifelong_serve_online_accuracy", "accuracy of the served model on the last feedback events, before learning them",
+                self.online_accuracy)
+        m.gauge("lifelong_serve_online_accuracy_events", "feedback events in the online accuracy window", lambda: len(self._online))
+        m.gauge("lifelong_serve_last_snapshot_seq", "sequence number of the newest snapshot",
+                lambda: self.worker.snapshot.seq if self.worker.snapshot else 0)
+        m.gauge("lifelong_serve_worker_up", "1 while the learner worker runs", lambda: float(self.worker.running))
+
+        self.published = PublishedModel(lambda: build_learner(cfg))
+        self.worker: Worker = None  # type: ignore[assignment]  # set below; the log needs its notify
+        self.log = EventLog(cfg.data_dir / "events.sqlite", input_dim=cfg.input_dim, n_classes=cfg.n_classes,
+                            fingerprint=cfg.fingerprint(), on_commit=lambda s: self.worker.notify(s))
+        self.store = SnapshotStore(cfg.data_dir / "snapshots", fingerprint=cfg.fingerprint(), keep=cfg.keep_snapshots)
+        self.worker = Worker(cfg, self.log, self.store, self.published, on_applied=self._on_applied,
+                             on_drift=lambda seq: self.drift_alarms.inc())
+        self._online: deque[int] = deque(maxlen=cfg.accuracy_window)
+        self._online_lock = threading.Lock()
+        self._pred_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._pred_lock = threading.Lock()
+        self.started = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Restore the learner (newest valid snapshot + journal replay) and start the worker."""
+        t0 = time.perf_counter()
+        self.worker.start()
+        src = self.worker.restored_from
+        log.info("restored learner at seq %d from %s in %.2fs", self.worker.cursor,
+                 f"snapshot {src.path.name}" if src else "scratch", time.perf_counter() - t0)
+        self.started = True
+
+    def stop(self, *, snapshot: bool = True) -> None:
+        """Stop the worker (writing a final snapshot), then close the log. Idempotent."""
+        if self.started:
+            self.worker.stop(snapshot=snapshot)
+        self.log.close()
+        self.started = False
+
+    # -- predict ---------------------------------------------------------------------------------
+    def predict(self, x: np.ndarray) -> dict[str, Any]:
+        """Probabilities and labels of the published model for ``x`` ``(B, D)``."""
+        xt = torch.from_numpy(x).reshape(len(x), *self.cfg.input_shape)
+        logits, seq = self.published.predict(xt)
+        probs = torch.softmax(logits.float(), dim=1)
+        labels = probs.argmax(1).numpy()
+        pid = uuid.uuid4().hex
+        if self.cfg.prediction_cache:
+            with self._pred_lock:
+                self._pred_cache[pid] = labels
+                while len(self._pred_cache) > self.cfg.prediction_cache:
+                    self._pred_cache.popitem(last=False)
+        self.predictions.inc(len(x))
+        return {"prediction_id": pid, "labels": labels.tolist(),
+                "probabilities": np.round(probs.numpy().astype(np.float64), 6).tolist(), "model_seq": seq}
+
+    # -- feedback --------------------------------------------------------------------------------
+    def prepare(self, fb: Feedback) -> np.ndarray:
+        """Checks that need service state, run before logging; returns the served labels ``(n,)``.
+
+        These are the labels of the earlier ``/predict`` call named by ``prediction_id`` if it is
+        still cached, else the published model's prediction *now*, before the rows are logged, so
+        that the online accuracy always scores a model that has not learned them yet.
+        """
+        earlier = None
+        if fb.prediction_id is not None:
+            with self._pred_lock:
+                earlier = self._pred_cache.get(fb.prediction_id)
+            if earlier is not None and len(earlier) != len(fb.y):
+                raise RequestError(422, f"prediction {fb.prediction_id} had {len(earlier)} rows but the feedback has "
+                                        f"{len(fb.y)}; send feedback for the same rows, in the same order")
+        if earlier is None:
+            x = torch.from_numpy(fb.x).reshape(len(fb.y), *self.cfg.input_shape)
+            earlier = self.published.predict(x)[0].argmax(1).numpy()
+        return earlier
+
+    def submit(self, fb: Feedback) -> Future:
+        """Queue ``fb`` for the next durable group commit (the future gives an :class:`AppendResult`)."""
+        return self.log.submit(fb.x, fb.y, event_ids=fb.event_ids, prediction_id=fb.prediction_id)
+
+    def after_commit(self, fb: Feedback, res: AppendResult, served: np.ndarray) -> dict[str, Any]:
+        """Online accuracy and the fast path for the newly logged rows; the response body.
+
+        ``served`` is what :meth:`prepare` returned. Rows that were already logged (retries with a
+        known event id) count for neither.
+        """
+        new = torch.tensor(res.new, dtype=torch.bool)
+        n_new = int(new.sum())
+        correct: list[int] = []
+        if n_new:
+            x = torch.from_numpy(fb.x)[new]
+            y = torch.from_numpy(fb.y)[new]
+            correct = (torch.from_numpy(served)[new] == y).int().tolist()
+            with self._online_lock:
+                self._online.extend(correct)
+            seqs = torch.tensor(res.seqs, dtype=torch.int64)[new]
+            self.published.fast_update(seqs, to_batch(self.cfg, x, y))
+        self.received.inc(n_new)
+        self.duplicates.inc(len(res.seqs) - n_new)
+        return {"seqs": res.seqs, "duplicates": len(res.seqs) - n_new, "published_seq": self.published.seq,
+                "correct": correct}
+
+    def feedback(self, fb: Feedback) -> dict[str, Any]:
+        """Validate against service state, log durably, then update the fast path (blocking)."""
+        served = self.prepare(fb)
+        try:
+            res = self.submit(fb).result()
+        except EventConflict as e:
+            raise RequestError(409, str(e)) from None
+        return self.after_commit(fb, res, served)
+
+    # -- state -----------------------------------------------------------------------------------
+    def online_accuracy(self) -> float:
+        with self._online_lock:
+            return sum(self._online) / len(self._online) if self._online else float("nan")
+
+    def _on_applied(self, n: int, lags: list[float]) -> None:
+        self.applied.inc(n)
+        for lag in lags:
+            self.apply_lag.observe(max(0.0, lag))
+
+    def health(self) -> dict[str, Any]:
+        w = self.worker
+        return {
+            "status": "ok" if w.running else "degraded",
+            "worker": "running" if w.running else f"halted: {w.error or 'not started'}",
+            "learner": self.cfg.learner["name"],
+            "logged_seq": self.log.last_seq,
+            "applied_seq": w.cursor,
+            "published_seq": self.published.seq,
+            "snapshot_seq": w.snapshot.seq if w.snapshot else 0,
+            "fast_path": self.published.fast_path,
+            "drift_response": callable(getattr(self.published.current, "on_drift", None)),
+            "drift_alarms": w.drift_alarms,
+        }
+
+
+def load_replay(path: str | Path, cfg: ServeConfig) -> list[Feedback]:
+    """Parse and validate a JSONL file of ``/feedback`` bodies, one per line.
+
+    A bad line raises :class:`DataError` naming it; nothing has been logged at that point.
+    """
+    path = Path(path)
+    try:
+        fh = open(path, encoding="utf-8")
+    except OSError as e:
+        raise DataError(f"cannot read replay file {path}: {e}") from None
+    out = []
+    with fh:
+        for i, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(parse_feedback(parse_json(line.encode()), cfg))
+            except RequestError as e:
+                raise DataError(f"{path} line {i}: {e.message}; every line must be a /feedback body "
+                                '{"inputs": [...], "labels": [...]}') from None
+    if not out:
+        raise DataError(f"{path} holds no events")
+    return out
+
+
+def replay(service: Service, feedbacks: list[Feedback], *, curve: str | Path | None = None) -> dict[str, Any]:
+    """Feed a recorded stream through the service, one ``/feedback`` body at a time.
+
+    Each body is logged and fast-path-updated exactly as ``POST /feedback`` would be; then the
+    replay waits until the worker has applied and published it, so every body is predicted by a
+    model that learned all earlier ones: the run is deterministic and its online accuracy is
+    prequential. ``curve`` writes the per-event correctness (1/0, in order) as JSON.
+    """
+    correct: list[int] = []
+    n_dup = 0
+    t0 = time.perf_counter()
+    for fb in feedbacks:
+        out = service.feedback(fb)
+        correct += out["correct"]
+        n_dup += out["duplicates"]
+        if not service.worker.wait_published(max(out["seqs"]), timeout=600):
+            raise DataError(f"the learner worker stopped during the replay ({service.worker.error})")
+    info = service.worker.request("snapshot").result()
+    summary = {"requests": len(feedbacks), "events": len(correct) + n_dup, "new_events": len(correct),
+               "duplicates": n_dup, "online_accuracy": sum(correct) / len(correct) if correct else None,
+               "drift_alarms": service.worker.drift_alarms, "last_seq": service.worker.cursor,
+               "snapshot": info.path.name, "seconds": round(time.perf_counter() - t0, 3)}
+    if curve is not None:
+        Path(curve).write_text(json.dumps({"correct": correct, **summary}) + "\n", encoding="utf-8")
+    return summary
