@@ -44,7 +44,8 @@ from lifelong.errors import ConfigError
 
 SECTIONS = ("dataset", "scenario", "model", "train", "learner", "reference")
 TOP_LEVEL = ("name", "seeds", "threads", "checkpoint")
-TRAIN_KEYS = {"epochs": int, "batch_size": int, "lr": float, "momentum": float, "eval_every": int, "eval_batch_size": int}
+TRAIN_KEYS = {"epochs": int, "batch_size": int, "lr": float, "momentum": float, "eval_every": int, "eval_batch_size": int,
+              "near_future": int}
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ class RunConfig:
 
 
 def _check_positive(section: str, key: str, value: Any, kind: type) -> Any:
-    if kind is int and (not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "eval_every" else 1)):
+    lowest = 0 if key in ("eval_every", "near_future") else 1
+    if kind is int and (not isinstance(value, int) or isinstance(value, bool) or value < lowest):
         raise ConfigError(f"[{section}] {key} must be a positive integer, got {value!r}")
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (key == "lr" and value == 0):

@@ -6,6 +6,10 @@ Order of records: ``meta``; ``eval`` of the untrained network (chunk -1, for FWT
 ``train`` records (one per batch, periodic ``eval``s every ``eval_every`` batches), the learner's
 ``end_chunk`` (unless the stream is task-free), one boundary ``eval`` per evaluation set (row i of
 the accuracy matrix), and ``chunk_end``.
+
+Sleep chunks (``stream.info["sleep_chunks"]``, from the L2M lifetimes) are consolidation blocks:
+each batch is replaced by a replay step (:func:`sleep_step`), their ``train`` records carry
+``extra["subtype"] = "sleep"``, and ``end_chunk`` is not called after them (no new task ended).
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from lifelong.data import Chunk, EvalSet
-from lifelong.learners.base import Learner, derive_seed
+from lifelong.data import Batch, Chunk, EvalSet
+from lifelong.errors import ConfigError
+from lifelong.learners.base import Learner, StepStats, derive_seed
 from lifelong.log import Record
+from lifelong.memory import TensorMemory
 from lifelong.scenarios import Stream
 
 
@@ -28,6 +34,9 @@ class LoopConfig:
     batch_size: int = 32
     eval_every: int = 0  # evaluate every N training batches inside a chunk (0 = boundaries only)
     eval_batch_size: int = 2048
+    # > 0: after each update, score the batch this many steps ahead in the chunk (near-future
+    # online accuracy, Hammoud et al. ICCV 2023); counts go to the train record's extra.
+    near_future: int = 0
 
 
 def training_view(stream: Stream, data_view: str) -> list[Chunk]:
@@ -59,6 +68,39 @@ def evaluate(learner: Learner, ev: EvalSet, batch_size: int) -> tuple[int, int, 
     return len(ev), n_correct, loss_sum
 
 
+@torch.no_grad()
+def near_future_counts(learner: Learner, batches: list[Batch], index: int) -> dict[str, int]:
+    """``{"nf_n", "nf_correct"}`` of the learner's predictions on ``batches[index]`` (no training);
+    empty past the end of the chunk."""
+    if index >= len(batches):
+        return {}
+    b = batches[index]
+    n_correct = int((learner.predict(b.x, b.task).argmax(1) == b.y).sum())
+    return {"nf_n": len(b), "nf_correct": n_correct}
+
+
+def sleep_step(learner: Learner, batch: Batch, generator: torch.Generator) -> tuple[StepStats, dict]:
+    """One consolidation step of a sleep block; returns the step's counts and the record's extra.
+
+    A learner with a non-empty replay memory (``learner.memory``) trains on a batch sampled from it;
+    any other learner rehearses ``batch`` (the sleep chunk's stored samples). The update is plain
+    cross-entropy on the network (``learner.model``), without the method's own terms and without
+    touching its memory. The counts are on the replayed batch, before the update.
+    """
+    if not isinstance(learner, Learner):
+        raise ConfigError(f"sleep blocks need a lifelong.learners.base.Learner, got {type(learner).__name__}")
+    memory = getattr(learner, "memory", None)
+    source = "rehearsal"
+    if isinstance(memory, TensorMemory) and len(memory):
+        batch, source = memory.sample(len(batch), generator), "memory"
+    learner.train_mode()
+    logits = learner.model(batch.x)
+    loss = learner.ce(logits, batch.y, batch.task)
+    n_correct = int((learner.mask(logits.detach(), batch.task).argmax(1) == batch.y).sum())
+    learner.step(loss)
+    return StepStats(len(batch), n_correct, float(loss.detach()) * len(batch)), {"subtype": "sleep", "source": source}
+
+
 def _evaluate_all(learner: Learner, stream: Stream, cfg: LoopConfig, *, seed: int, chunk: int, step: int, boundary: bool) -> Iterator[Record]:
     for ev in stream.eval_sets:
         n, n_correct, loss_sum = evaluate(learner, ev, cfg.eval_batch_size)
@@ -76,6 +118,7 @@ def iter_run(
     after chunk ``start_chunk - 1``; the records then continue exactly as in an uninterrupted run.
     """
     chunks = training_view(stream, learner.data_view)
+    sleeping = set(stream.info.get("sleep_chunks", ())) if learner.data_view == "stream" else set()
     step = start_step
     if start_chunk == 0:
         yield Record("meta", seed=seed, extra={**stream.describe(), "learner": learner.name,
@@ -85,14 +128,20 @@ def iter_run(
         for epoch in range(cfg.epochs):
             # Shuffling depends only on (seed, chunk, epoch), so a resumed run reshuffles identically.
             g = torch.Generator().manual_seed(derive_seed(seed, f"shuffle/{chunk.index}/{epoch}"))
-            for batch in chunk.batches(cfg.batch_size, g):
-                s = learner.observe(batch)
-                step += 1
+            batches = list(chunk.batches(cfg.batch_size, g))
+            for i, batch in enumerate(batches):
+                if chunk.index in sleeping:
+                    s, extra = sleep_step(learner, batch, g)
+                    step += 1
+                else:
+                    s = learner.observe(batch)
+                    step += 1
+                    extra = near_future_counts(learner, batches, i + cfg.near_future) if cfg.near_future else {}
                 yield Record("train", seed=seed, chunk=chunk.index, epoch=epoch, step=step,
-                             n=s.n, n_correct=s.n_correct, loss_sum=s.loss_sum)
+                             n=s.n, n_correct=s.n_correct, loss_sum=s.loss_sum, extra=extra)
                 if cfg.eval_every and step % cfg.eval_every == 0:
                     yield from _evaluate_all(learner, stream, cfg, seed=seed, chunk=chunk.index, step=step, boundary=False)
-        if not stream.task_free:
+        if not stream.task_free and chunk.index not in sleeping:
             learner.end_chunk()
         yield from _evaluate_all(learner, stream, cfg, seed=seed, chunk=chunk.index, step=step, boundary=True)
         yield Record("chunk_end", seed=seed, chunk=chunk.index, step=step)

@@ -56,7 +56,8 @@ def make_run_learner(cfg: RunConfig, stream: Stream, seed: int) -> Learner:
 def loop_config(cfg: RunConfig) -> LoopConfig:
     t = cfg.train
     return LoopConfig(epochs=t.get("epochs", 1), batch_size=t.get("batch_size", 32),
-                      eval_every=t.get("eval_every", 0), eval_batch_size=t.get("eval_batch_size", 2048))
+                      eval_every=t.get("eval_every", 0), eval_batch_size=t.get("eval_batch_size", 2048),
+                      near_future=t.get("near_future", 0))
 
 
 def checkpoint_path(run_dir: Path, seed: int) -> Path:
@@ -147,6 +148,8 @@ def execute(
     if not resume:
         for old in (run_dir / "checkpoints").glob("seed*.pt"):
             old.unlink()
+        for old in (run_dir / "ste").glob("*/log.jsonl"):  # experts of an overwritten run
+            old.unlink()
         (run_dir / "config.toml").write_text(cfg.to_toml(), encoding="utf-8")
 
     # Where does each seed stand? Seeds run in order; the log is cut where the last checkpoint was.
@@ -173,11 +176,17 @@ def execute(
                     on_progress(Progress(seed, rec.chunk, n_chunks, rec.step, -(-chunk_len // loop_config(cfg).batch_size),
                                          rec.loss_sum / rec.n if rec.n else None))
         log.flush()
-    return write_outputs(run_dir, reference=reference, wall_time=time.perf_counter() - t0)
+    wall_time = time.perf_counter() - t0
+    if cfg.scenario.get("ste"):  # L2M single-task experts, stored under <run>/ste/ (lifelong.l2m_scenarios)
+        from lifelong.l2m_scenarios import run_experts
+
+        run_experts(cfg, run_dir, ds)
+    return write_outputs(run_dir, reference=reference, wall_time=wall_time)
 
 
 def write_outputs(run_dir: str | Path, *, reference: str | Path | None = None, wall_time: float | None = None) -> dict[str, Any]:
     """(Re)compute ``metrics.json`` and ``report.md`` from the log: a pure function of the log."""
+    from lifelong.l2m_scenarios import l2m_section
     from lifelong.metrics import accuracy_matrix, classic_metrics, seeds, summarize
     from lifelong.report import markdown_report
 
@@ -193,6 +202,9 @@ def write_outputs(run_dir: str | Path, *, reference: str | Path | None = None, w
         "summary": {k: list(v) for k, v in summarize(list(per_seed.values())).items()},
         "accuracy_matrix": {str(s): accuracy_matrix(records, s).tolist() for s in per_seed},
     }
+    l2m = l2m_section(run_dir, records)  # L2M lifetime metrics of every seed (with STE data if any)
+    if l2m is not None:
+        metrics["l2m"] = l2m
     if wall_time is not None:
         metrics["wall_time_s"] = round(wall_time, 3)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n", encoding="utf-8")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -228,6 +228,227 @@ def domain_incremental(
     )
 
 
+# --------------------------------------------------------------------------------------------
+# Online, blurry and drifting streams. Their boundaries are hidden from the learner by default
+# (``task_free``); the loop still evaluates at them, which gives the accuracy matrix.
+
+
+def online(
+    ds: Dataset, *, n_chunks: int = 5, split: str = "class", classes_per_chunk: int | None = None,
+    class_order: str | Sequence[int] = "natural", seed: int = 0,
+    train_per_chunk: int | None = None, test_per_chunk: int | None = None,
+) -> Stream:
+    """The online, task-free setting: a class-incremental split (or ``split="domain"``) whose chunk
+    boundaries are never announced to the learner (``end_chunk`` is not called).
+
+    One pass and small batches (10 in the literature) are set by the run config (``epochs = 1``,
+    ``batch_size = 10``).
+    """
+    if split == "class":
+        base = class_incremental(ds, n_chunks=n_chunks, classes_per_chunk=classes_per_chunk, class_order=class_order,
+                                 seed=seed, train_per_chunk=train_per_chunk, test_per_chunk=test_per_chunk)
+    elif split == "domain":
+        base = domain_incremental(ds, n_chunks=n_chunks, seed=seed, train_per_chunk=train_per_chunk,
+                                  test_per_chunk=test_per_chunk)
+    else:
+        raise ConfigError(f"online: split must be 'class' or 'domain' (a task-free stream has no task ids), got {split!r}")
+    return replace(base, name="online", task_free=True, info={**base.info, "split": split})
+
+
+def blurry(
+    ds: Dataset, *, n_chunks: int = 5, disjoint_ratio: float = 0.5, blurry_ratio: float = 0.1, seed: int = 0,
+    train_per_class: int | None = None, test_per_class: int | None = None, task_free: bool = True,
+) -> Stream:
+    """Stochastic blurry boundaries (Si-Blurry; Moon et al., ICCV 2023).
+
+    The classes, in a seeded random order, are cut at random points into ``n_chunks`` groups of
+    random sizes (at least one class each): each class's *home* chunk. A random ``disjoint_ratio``
+    of the classes are disjoint: all their samples stay at home. The others are blurry: a fraction
+    ``blurry_ratio`` of their training samples is moved to other chunks chosen uniformly at random,
+    so consecutive chunks share classes and chunk lengths vary. Evaluation set ``j`` holds the test
+    samples of chunk ``j``'s home classes.
+    """
+    n = ds.n_classes
+    if not 1 <= n_chunks <= n:
+        raise ConfigError(f"blurry: n_chunks must lie in [1, {n}] (each chunk needs a home class), got {n_chunks}")
+    for key, value in (("disjoint_ratio", disjoint_ratio), ("blurry_ratio", blurry_ratio)):
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"blurry: {key} must lie in [0, 1], got {value}")
+    g = torch.Generator().manual_seed(derive_seed(seed, "blurry"))
+    order = torch.randperm(n, generator=g).tolist()
+    cuts = sorted((torch.randperm(n - 1, generator=g)[: n_chunks - 1] + 1).tolist())
+    homes = [order[a:b] for a, b in zip([0, *cuts], [*cuts, n], strict=True)]
+    home_of = {c: i for i, cs in enumerate(homes) for c in cs}
+    n_blurry = round((1.0 - disjoint_ratio) * n)
+    blurry_classes = sorted(torch.randperm(n, generator=g)[:n_blurry].tolist())
+    assigned: list[list[Tensor]] = [[] for _ in range(n_chunks)]
+    for c in range(n):
+        idx = _subsample((ds.y_train == c).nonzero().flatten(), train_per_class, seed, f"blurry-train/{c}")
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        home = home_of[c]
+        k = round(blurry_ratio * len(idx)) if (c in blurry_classes and n_chunks > 1) else 0
+        moved, stay = idx[:k], idx[k:]
+        assigned[home].append(stay)
+        other = torch.randint(n_chunks - 1, (k,), generator=g) if k else torch.zeros(0, dtype=torch.int64)
+        other = other + (other >= home).long()  # uniform over the chunks other than home
+        for j in range(n_chunks):
+            assigned[j].append(moved[other == j])
+    chunks, evals = [], []
+    for i in range(n_chunks):
+        tr = torch.cat(assigned[i]).sort().values
+        cls = torch.tensor(sorted(homes[i]))
+        te = torch.cat([_subsample((ds.y_test == c).nonzero().flatten(), test_per_class, seed, f"blurry-test/{c}")
+                        for c in cls.tolist()]).sort().values
+        if len(tr) == 0 or len(te) == 0:
+            raise ConfigError(f"blurry: chunk {i} (home classes {cls.tolist()}) has no training or no test samples in {ds.name}")
+        name = f"task{i}_" + "-".join(map(str, cls.tolist()))
+        present = tuple(sorted(ds.y_train[tr].unique().tolist()))
+        chunks.append(Chunk(i, ds.x_train[tr], ds.y_train[tr], present, None, name))
+        evals.append(EvalSet(i, ds.x_test[te], ds.y_test[te], tuple(cls.tolist()), None, name))
+    return Stream(
+        "blurry", chunks, evals, ds.n_classes, ds.input_shape, task_free=task_free,
+        info={"home_classes": [sorted(h) for h in homes], "blurry_classes": blurry_classes,
+              "disjoint_ratio": disjoint_ratio, "blurry_ratio": blurry_ratio, "dataset": ds.name},
+    )
+
+
+def concept_drift(
+    ds: Dataset, *, n_chunks: int = 8, n_concepts: int = 3, seed: int = 0,
+    n_train: int | None = None, test_per_concept: int | None = None, task_free: bool = True,
+) -> Stream:
+    """Real concept drift by relabelling: the inputs keep their distribution, the labels change.
+
+    Concept 0 is the dataset's own labelling; concepts ``1..n_concepts-1`` relabel every class by a
+    seeded random permutation (distinct from the others). The training data (all of it, or a
+    seeded ``n_train`` samples) are cut at random points into ``n_chunks`` segments of random
+    lengths (between about a third and three times each other). The first ``n_concepts`` segments
+    visit the concepts in order; each later one switches to a seeded random concept other than the
+    current one, so old mappings recur. There is one evaluation set per concept: the test set under
+    that concept's labels.
+    """
+    n = ds.n_classes
+    if n_concepts < 2 or n < 2:
+        raise ConfigError(f"concept_drift: needs n_concepts >= 2 and at least 2 classes, got {n_concepts} and {n}")
+    if n_concepts > math.factorial(n):
+        raise ConfigError(f"concept_drift: {n} classes have only {math.factorial(n)} labellings; lower n_concepts")
+    if n_chunks <= n_concepts:
+        raise ConfigError(
+            f"concept_drift: n_chunks ({n_chunks}) must exceed n_concepts ({n_concepts}) so that an old "
+            "concept recurs; raise n_chunks or lower n_concepts"
+        )
+    g = torch.Generator().manual_seed(derive_seed(seed, "concept-drift"))
+    perms = [torch.arange(n)]
+    while len(perms) < n_concepts:
+        p = torch.randperm(n, generator=g)
+        if not any(torch.equal(p, q) for q in perms):
+            perms.append(p)
+    schedule = list(range(n_concepts))
+    while len(schedule) < n_chunks:
+        nxt = int(torch.randint(n_concepts - 1, (), generator=g))
+        schedule.append(nxt + (nxt >= schedule[-1]))  # any concept but the current one
+    pool = torch.randperm(len(ds.y_train), generator=g)
+    if n_train is not None:
+        if n_train < n_chunks:
+            raise ConfigError(f"concept_drift: n_train ({n_train}) must be at least n_chunks ({n_chunks})")
+        pool = pool[:n_train]
+    weights = 0.5 + torch.rand(n_chunks, generator=g, dtype=torch.float64)  # max/min length ratio <= 3
+    ends = (weights.cumsum(0) / weights.sum() * len(pool)).round().long().tolist()
+    starts = [0, *ends[:-1]]
+    if any(e <= s for s, e in zip(starts, ends, strict=True)):
+        raise ConfigError(f"concept_drift: {len(pool)} training samples are too few for {n_chunks} segments")
+    te = _subsample(torch.arange(len(ds.y_test)), test_per_concept, seed, "concept-drift-test")
+    classes = tuple(range(n))
+    chunks = []
+    for i, (s, e, c) in enumerate(zip(starts, ends, schedule, strict=True)):
+        idx = pool[s:e].sort().values
+        chunks.append(Chunk(i, ds.x_train[idx], perms[c][ds.y_train[idx]], classes, None, f"concept{c}_0"))
+    evals = [EvalSet(c, ds.x_test[te], perms[c][ds.y_test[te]], classes, None, f"concept{c}_0") for c in range(n_concepts)]
+    return Stream(
+        "concept_drift", chunks, evals, n, ds.input_shape, task_free=task_free,
+        info={"concepts": schedule, "permutations": [p.tolist() for p in perms], "drift_points": ends[:-1],
+              "dataset": ds.name},
+    )
+
+
+def _river_take(stream: object, n: int) -> tuple[Tensor, Tensor]:
+    """``n`` samples of a river generator as (x float32 (n, d), y int64 (n,)); features in key order."""
+    rows, labels = [], []
+    for x, y in stream.take(n):  # type: ignore[attr-defined]
+        rows.append([float(x[k]) for k in sorted(x)])
+        labels.append(int(y))
+    return torch.tensor(rows, dtype=torch.float32), torch.tensor(labels, dtype=torch.int64)
+
+
+def river_drift(
+    ds: Dataset | None = None, *, generator: str = "sea", n_chunks: int = 4, chunk_size: int = 2000,
+    test_size: int = 1000, concepts: Sequence[int] | None = None, noise: float = 0.0,
+    n_features: int = 10, n_classes: int = 2, n_centroids: int = 50, change_speed: float = 0.0,
+    seed: int = 0, task_free: bool = True,
+) -> Stream:
+    """Synthetic drifting streams from river's generators, as tensors; deterministic by ``seed``.
+
+    Chunk ``i`` draws ``chunk_size`` samples from concept ``concepts[i]``; the chunk boundaries are
+    the drift points (abrupt drift), and a concept listed twice recurs.
+
+    - ``generator="sea"``: SEA (Street & Kim 2001), 3 features in [0, 10] (scaled here by 1/10),
+      2 classes; a concept is SEA's ``variant`` 0-3 (default ``i % 4``). ``noise`` flips labels in
+      training only.
+    - ``generator="rbf"``: RandomRBFDrift; a concept is a centroid layout (``seed_model`` derived
+      from ``seed`` and the concept id; default concept ``i % 3``); ``change_speed > 0`` adds
+      gradual drift within a chunk.
+
+    There is one evaluation set per concept (``test_size`` noise-free samples; for RBF, at the
+    concept's initial centroids). The ``ds`` argument is ignored: the data come from river.
+    """
+    from river.datasets import synth  # imported here: river is only needed for this scenario
+
+    if generator not in ("sea", "rbf"):
+        raise ConfigError(f"river_drift: generator must be 'sea' or 'rbf', got {generator!r}")
+    if n_chunks < 1 or chunk_size < 1 or test_size < 1:
+        raise ConfigError("river_drift: n_chunks, chunk_size and test_size must be >= 1")
+    if not 0.0 <= noise <= 1.0:
+        raise ConfigError(f"river_drift: noise must lie in [0, 1], got {noise}")
+    if concepts is None:
+        concepts = [i % (4 if generator == "sea" else 3) for i in range(n_chunks)]
+    concepts = [int(c) for c in concepts]
+    if len(concepts) != n_chunks:
+        raise ConfigError(f"river_drift: {len(concepts)} concepts given for {n_chunks} chunks")
+    if generator == "sea" and any(not 0 <= c <= 3 for c in concepts):
+        raise ConfigError(f"river_drift: SEA has concepts (variants) 0-3, got {concepts}")
+    if generator == "rbf" and (any(c < 0 for c in concepts) or n_classes < 2 or n_features < 1 or n_centroids < 1):
+        raise ConfigError("river_drift: rbf needs concept ids >= 0, n_classes >= 2, n_features >= 1, n_centroids >= 1")
+
+    def seed_of(tag: str) -> int:
+        return derive_seed(seed, f"river/{generator}/{tag}") % (2**31)
+
+    def source(concept: int, tag: str, *, train: bool) -> object:
+        if generator == "sea":
+            return synth.SEA(variant=concept, noise=noise if train else 0.0, seed=seed_of(tag))
+        return synth.RandomRBFDrift(
+            seed_model=seed_of(f"model/{concept}"), seed_sample=seed_of(tag), n_classes=n_classes,
+            n_features=n_features, n_centroids=n_centroids, change_speed=change_speed if train else 0.0,
+            n_drift_centroids=n_centroids,
+        )
+
+    scale = 0.1 if generator == "sea" else 1.0
+    k = 2 if generator == "sea" else n_classes
+    classes = tuple(range(k))
+    first_seen = list(dict.fromkeys(concepts))
+    chunks = []
+    for i, c in enumerate(concepts):
+        x, y = _river_take(source(c, f"train/{i}", train=True), chunk_size)
+        chunks.append(Chunk(i, x * scale, y, classes, None, f"{generator}{c}_0"))
+    evals = []
+    for j, c in enumerate(first_seen):
+        x, y = _river_take(source(c, f"test/{c}", train=False), test_size)
+        evals.append(EvalSet(j, x * scale, y, classes, None, f"{generator}{c}_0"))
+    return Stream(
+        "river_drift", chunks, evals, k, tuple(chunks[0].x.shape[1:]), task_free=task_free,
+        info={"generator": generator, "concepts": concepts, "drift_points": [chunk_size * i for i in range(1, n_chunks)],
+              "dataset": f"river.{generator}"},
+    )
+
+
 @dataclass(frozen=True)
 class ScenarioInfo:
     name: str
@@ -241,6 +462,10 @@ SCENARIOS: dict[str, ScenarioInfo] = {
         ScenarioInfo("class_incremental", "disjoint classes per chunk, no task id, single head", class_incremental),
         ScenarioInfo("task_incremental", "disjoint classes per chunk, task id given, per-task prediction", task_incremental),
         ScenarioInfo("domain_incremental", "same classes, new input domain per chunk (permutation or rotation)", domain_incremental),
+        ScenarioInfo("online", "task-free online stream: class-incremental split, boundaries hidden", online),
+        ScenarioInfo("blurry", "Si-Blurry: random class groups and chunk lengths, classes overlap across chunks", blurry),
+        ScenarioInfo("concept_drift", "labels remapped by seeded permutations at random times; old mappings recur", concept_drift),
+        ScenarioInfo("river_drift", "river's SEA / RandomRBFDrift generators with drift points (dataset ignored)", river_drift),
     )
 }
 
@@ -253,3 +478,10 @@ def build_stream(name: str, ds: Dataset, *, seed: int, **options: object) -> Str
         return SCENARIOS[name].build(ds, seed=seed, **options)
     except TypeError as e:
         raise ConfigError(f"scenario {name!r}: {e}".replace(f"{SCENARIOS[name].build.__name__}() ", "")) from None
+
+
+# L2M lifetimes (condensed, dispersed, alternating, permuted, single-task expert) build on the
+# splits above; they live in their own module, imported last because it imports this one.
+from lifelong import l2m_scenarios as _l2m  # noqa: E402
+
+SCENARIOS.update({name: ScenarioInfo(name, text, build) for name, text, build in _l2m.L2M_SCENARIOS})

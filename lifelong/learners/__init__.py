@@ -7,16 +7,31 @@ import inspect
 from torch import nn
 
 from lifelong.errors import ConfigError
+from lifelong.learners.agem import AGEM
 from lifelong.learners.base import Learner, LearnerProtocol, StepStats, derive_seed
+from lifelong.learners.cls_er import CLSER
 from lifelong.learners.cumulative import Cumulative
+from lifelong.learners.der import DER, DERPP
+from lifelong.learners.drift_experts import DriftExperts
 from lifelong.learners.er import ER
+from lifelong.learners.er_ace import ERACE
+from lifelong.learners.error_memory import ErrorMemory
 from lifelong.learners.ewc import EWC
+from lifelong.learners.gdumb import GDumb
+from lifelong.learners.homeostatic import Homeostatic
+from lifelong.learners.icarl import ICaRL
 from lifelong.learners.joint import Joint
+from lifelong.learners.l2 import L2
 from lifelong.learners.lwf import LwF
+from lifelong.learners.mas import MAS
 from lifelong.learners.naive import Naive
+from lifelong.learners.powerlaw import PowerLaw
+from lifelong.learners.refresh import Refresh
+from lifelong.learners.si import SI
 
 LEARNERS: dict[str, type[Learner]] = {
-    cls.name: cls for cls in (Naive, Joint, Cumulative, ER, EWC, LwF)
+    cls.name: cls for cls in (Naive, Joint, Cumulative, ER, EWC, LwF, AGEM, DER, DERPP, ERACE, GDumb, ICaRL,
+                              SI, MAS, L2, CLSER, ErrorMemory, Homeostatic, DriftExperts, Refresh, PowerLaw)
 }
 
 
