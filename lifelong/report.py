@@ -42,6 +42,8 @@ METRIC_LABELS = {
     "fwt": "FWT (forward transfer vs. random init)",
     "forgetting": "Forgetting (max-so-far minus last, RWalk)",
     "learning_accuracy": "Learning accuracy",
+    "online_accuracy": "Online accuracy (prequential, on each incoming batch)",
+    "near_future_accuracy": "Near-future online accuracy (Hammoud et al. 2023)",
     "intransigence": "Intransigence (vs. reference)",
 }
 #: What a value means, shown beside the classic metrics.

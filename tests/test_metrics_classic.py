@@ -169,7 +169,8 @@ def test_empty_and_missing():
     assert accuracy_matrix(recs).shape == (0, 2)
     m = classic_metrics(recs, 0)
     assert m["n_chunks"] == 0
-    assert all(math.isnan(v) for k, v in m.items() if k != "n_chunks")
+    assert all(math.isnan(v) for k, v in m.items() if k not in ("n_chunks", "online_accuracy"))
+    assert m["online_accuracy"] == pytest.approx(0.1)  # the one training batch still counts
     assert np.isnan(random_init_accuracy(recs, 0)).all()
     assert random_init_accuracy(recs, 0).shape == (2,)
 
@@ -223,7 +224,8 @@ def test_classic_metrics_from_records_match_hand_values(tmp_path):
     np.testing.assert_allclose(accuracy_matrix(recs, 0), R3)
     np.testing.assert_allclose(random_init_accuracy(recs, 0), B3)
     m = classic_metrics(recs, 0)
-    assert set(m) == {"acc", "aia", "bwt", "fwt", "forgetting", "learning_accuracy", "n_chunks"}
+    assert set(m) == {"acc", "aia", "bwt", "fwt", "forgetting", "learning_accuracy", "online_accuracy", "n_chunks"}
+    assert math.isnan(m["online_accuracy"])  # no train records in this log
     assert m["acc"] == pytest.approx(1.7 / 3)
     assert m["aia"] == pytest.approx(0.7055555555)
     assert m["bwt"] == pytest.approx(-0.35)

@@ -18,6 +18,9 @@ Deviations
   training data rather than on all of it; the learner only ever sees its stream.
 - The per-task penalties are folded into one quadratic with the same gradient
   (:class:`~lifelong.learners.terms.QuadraticPenalty`).
+- The Fisher is capped at ``1/(lr·λ)`` (:meth:`QuadraticPenalty.cap`): above that, a plain SGD step
+  on the penalty overshoots the anchor, and on Permuted Fashion-MNIST with lr 0.05 and λ = 100 the
+  uncapped penalty diverges. The paper used other optimisers and learning rates and has no cap.
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ class EWC(Learner):
             return
         fisher = self.fisher_diagonal(self.chunk_sample.all())
         self.penalty.consolidate(self.model, fisher, mode="online" if self.online else "sum", gamma=self.gamma)
+        self.penalty.cap(0.5 * self.ewc_lambda, self.lr)  # the penalty is (λ/2)·F(θ−θ*)²
         self.chunk_sample = ReservoirMemory(self.fisher_samples, seed=derive_seed(self.seed, f"fisher-sample/{self.n_observed}"))
 
     def extra_state(self) -> dict:

@@ -93,9 +93,7 @@ class MAS(Learner):
             return
         # Ω ← Ω + Ω_new, anchored at the newest parameters (the paper's accumulation)
         self.penalty.consolidate(self.model, self.importance(self.chunk_sample.all()), mode="online", gamma=1.0)
-        if self.mas_lambda > 0:  # the stiffness cap: 2·lr·λ·Ω <= 1
-            for w in self.penalty.importance.values():
-                w.clamp_(max=1.0 / (2.0 * self.lr * self.mas_lambda))
+        self.penalty.cap(self.mas_lambda, self.lr)  # the stiffness cap: 2·lr·λ·Ω <= 1
         self.chunk_sample = ReservoirMemory(
             self.importance_samples, seed=derive_seed(self.seed, f"mas-sample/{self.n_observed}")
         )

@@ -87,9 +87,7 @@ class SI(Learner):
             importance[k] = self.omega[k] / (delta**2 + self.xi)
         # Ω ← Ω + Ω_new and θ̃ ← θ (online mode with γ = 1 is exactly the paper's accumulation)
         self.penalty.consolidate(self.model, importance, mode="online", gamma=1.0)
-        if self.c > 0:  # the stiffness cap: 2·lr·c·Ω <= 1
-            for w in self.penalty.importance.values():
-                w.clamp_(max=1.0 / (2.0 * self.lr * self.c))
+        self.penalty.cap(self.c, self.lr)  # the stiffness cap: 2·lr·c·Ω <= 1
         for k, p in self.model.named_parameters():
             self.omega[k].zero_()
             self.start[k] = p.detach().clone()

@@ -55,6 +55,17 @@ class QuadraticPenalty:
             else:
                 raise ValueError(f"unknown consolidation mode {mode!r}")
 
+    def cap(self, strength: float, lr: float) -> None:
+        """Clamp every importance at ``1/(2·lr·strength)`` (the stiffness cap).
+
+        The penalty ``strength·Ω(θ − a)²`` contributes ``2·lr·strength·Ω·(θ − a)`` to a plain SGD
+        step. Above the cap that step overshoots the anchor, and past twice the cap SGD diverges.
+        Capped, one penalty step moves a weight at most back to its anchor.
+        """
+        if strength > 0:
+            for w in self.importance.values():
+                w.clamp_(max=1.0 / (2.0 * lr * strength))
+
     def __call__(self, model: nn.Module) -> Tensor:
         total = torch.zeros(())
         for name, p in model.named_parameters():

@@ -540,6 +540,11 @@ def classic_metrics(
     }
     if reference is not None:
         out["intransigence"] = intransigence(R, reference)
+    # prequential accuracy on each incoming batch, and its near-future variant where logged
+    out["online_accuracy"] = online_accuracy(recs)
+    near = near_future_accuracy(recs)
+    if not math.isnan(near):
+        out["near_future_accuracy"] = near
     out["n_chunks"] = int(R.shape[0])
     return out
 
