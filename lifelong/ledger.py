@@ -37,6 +37,7 @@ import tomli_w
 
 from lifelong.config import from_dict
 from lifelong.errors import ConfigError
+from lifelong.learners import check_learner
 from lifelong.metrics import classic_metrics
 from lifelong.run import iter_seed, load_data
 
@@ -95,8 +96,9 @@ def load_suite(path: str | Path) -> Suite:
         entries.append(Entry(raw["suite"], e["learner"], float(e["acc"]), float(e["tol"]),
                              dict(e.get("observed", {})), raw["base"], seeds))
     suite = Suite(path, raw["suite"], raw["tier"], seeds, raw.get("description", ""), raw["base"], entries, raw)
-    for entry in entries:
-        entry.config()  # validate now, not an hour into a check
+    for entry in entries:  # validate now, not an hour into a check
+        cfg = entry.config()
+        check_learner(cfg.learner_name, {k: v for k, v in cfg.learner.items() if k != "name"})
     return suite
 
 

@@ -46,8 +46,8 @@ def hyperparameters(cls: type[Learner]) -> dict[str, object]:
     return out
 
 
-def make_learner(name: str, model: nn.Module, **hparams: object) -> Learner:
-    """Build a registered learner; unknown names or hyper-parameters raise :class:`ConfigError`."""
+def check_learner(name: str, hparams: dict) -> type[Learner]:
+    """The registered class for ``name``; unknown names or hyper-parameters raise :class:`ConfigError`."""
     if name not in LEARNERS:
         raise ConfigError(f"unknown learner {name!r}; choose one of: {', '.join(sorted(LEARNERS))}")
     cls = LEARNERS[name]
@@ -58,7 +58,12 @@ def make_learner(name: str, model: nn.Module, **hparams: object) -> Learner:
             f"learner {name!r} has no hyper-parameter {', '.join(map(repr, unknown))}; "
             f"it accepts: {', '.join(sorted(k for k in known if k not in ('seed', 'task_classes')))}"
         )
-    return cls(model, **hparams)
+    return cls
 
 
-__all__ = ["LEARNERS", "Learner", "LearnerProtocol", "StepStats", "derive_seed", "hyperparameters", "make_learner"]
+def make_learner(name: str, model: nn.Module, **hparams: object) -> Learner:
+    """Build a registered learner; unknown names or hyper-parameters raise :class:`ConfigError`."""
+    return check_learner(name, hparams)(model, **hparams)
+
+
+__all__ = ["LEARNERS", "Learner", "LearnerProtocol", "StepStats", "derive_seed", "check_learner", "hyperparameters", "make_learner"]
