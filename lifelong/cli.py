@@ -127,7 +127,7 @@ def run(
 
 
 def _demo(flags: dict, runs: Path) -> None:
-    from lifelong.learners import LEARNERS
+    from lifelong.learners import LEARNERS, hyperparameters
 
     if flags.get("learner") is not None:
         learners = [flags.pop("learner")]
@@ -140,7 +140,7 @@ def _demo(flags: dict, runs: Path) -> None:
     results = {}
     for name in learners:
         cfg = override(base, learner=name, name=f"demo-{name}", **{k: v for k, v in flags.items() if k != "name"})
-        if "mem_size" in __import__("lifelong.learners", fromlist=["hyperparameters"]).hyperparameters(LEARNERS[name]):
+        if "mem_size" in hyperparameters(LEARNERS[name]):
             cfg = override(cfg, mem_size=flags.get("mem_size") or 500)
         results[name] = _run_one(cfg, runs / cfg.name, force=True)
     console.print(_summary_table("Split-" + dataset + " (class-incremental)", results))
@@ -186,7 +186,6 @@ def list_() -> None:
         console.print(table)
 
 
-__import__("lifelong.sweep", fromlist=["register"]).register(app)  # adds `lifelong sweep` and `lifelong tune`
 
 
 ledger_app = typer.Typer(help="The executable ledger of expected results.", no_args_is_help=True)
@@ -229,12 +228,24 @@ def ledger_check(
         raise typer.Exit(1)
 
 
-__import__("lifelong.serve.cli", fromlist=["register"]).register(app)  # adds `lifelong serve`
 
-__import__("lifelong.report_cli", fromlist=["register"]).register(app)  # adds compare, export, import-l2logger, ste
+
+
+# Commands that live beside the code they drive register themselves here.
+from lifelong.report_cli import register as _register_report  # noqa: E402
+from lifelong.serve.cli import register as _register_serve  # noqa: E402
+from lifelong.sweep import register as _register_sweep  # noqa: E402
+
+for _register in (_register_report, _register_sweep, _register_serve):
+    _register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
+    run_app(app, argv)
+
+
+def run_app(app: typer.Typer, argv: list[str] | None = None) -> None:
+    """Run a typer app with lifelong's error contract: one line on stderr and exit 2 for user errors."""
     try:
         app(args=argv, standalone_mode=False)
     except LifelongError as e:

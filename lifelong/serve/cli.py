@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 
 from lifelong.errors import ConfigError, LifelongError
@@ -116,17 +115,8 @@ def register(app: typer.Typer) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m lifelong.serve``: the serve command alone, with the CLI's error handling."""
+    from lifelong.cli import run_app
+
     app = typer.Typer(add_completion=False)
     register(app)
-    try:
-        app(args=argv, standalone_mode=False)
-    except LifelongError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except click.ClickException as e:  # usage errors
-        e.show()
-        sys.exit(2)
-    except (click.Abort, KeyboardInterrupt):
-        sys.exit(130)
+    run_app(app, argv)
