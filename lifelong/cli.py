@@ -231,6 +231,15 @@ def ledger_check(
 
 
 
+@ledger_app.command("table")
+def ledger_table(path: Annotated[Path, typer.Argument(help="a ledger file or directory")] = Path("ledger")) -> None:
+    """Print the ledger's expected and last observed values as Markdown."""
+    from lifelong.ledger import find_suites, markdown_table
+
+    for suite in find_suites(path):
+        print(markdown_table(suite) + "\n")
+
+
 # Commands that live beside the code they drive register themselves here.
 from lifelong.report_cli import register as _register_report  # noqa: E402
 from lifelong.serve.cli import register as _register_serve  # noqa: E402

@@ -156,3 +156,16 @@ def record(suite: Suite, outcomes: list[Outcome]) -> None:
                 "wall_time_s": round(o.wall_time_s, 2),
             }
     suite.path.write_text(tomli_w.dumps(suite.raw), encoding="utf-8")
+
+
+def markdown_table(suite: Suite) -> str:
+    """The suite's expected and last observed values as a Markdown table (for BENCHMARKS.md)."""
+    lines = [f"**{suite.name}** ({suite.tier} tier, seeds {list(suite.seeds)}): {suite.description}", "",
+             "| learner | expected ACC | observed ACC (mean ± std) | forgetting | s/seed |", "|---|---|---|---|---|"]
+    for e in suite.entries:
+        o = e.observed
+        obs = f"{o['acc']:.3f} ± {o['acc_std']:.3f}" if "acc" in o else "not run"
+        forget = o.get("forgetting", "")
+        forget = f"{forget:.3f}" if isinstance(forget, float) else str(forget)
+        lines.append(f"| {e.label.split('/', 1)[1]} | {e.acc:.3f} ± {e.tol:.3f} | {obs} | {forget} | {o.get('wall_time_s', '')} |")
+    return "\n".join(lines)
