@@ -25,7 +25,7 @@ console = Console(width=None if Console().is_terminal else 140)
 err_console = Console(stderr=True)
 
 #: The main job: the forgetting baseline, replay, and the best learner available, with the joint upper bound.
-DEMO_LEARNERS = ("naive", "er", "derpp", "joint")
+DEMO_LEARNERS = ("naive", "er", "cls_er", "joint")
 
 
 def _progress_bar() -> tuple[Progress, object]:
@@ -101,7 +101,7 @@ def run(
     resume: Annotated[Optional[Path], typer.Option(help="continue the run in this directory")] = None,
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing run directory")] = False,
 ) -> None:
-    """Run a continual-learning experiment; with no config, compare Naive, ER and DER++ (and Joint)."""
+    """Run a continual-learning experiment; with no config, compare Naive, ER and CLS-ER (and Joint)."""
     if resume is not None:
         metrics = _run_one(RunConfig(), resume, resume=True)
         console.print(_summary_table(f"resumed {resume}", {str(resume): metrics}))
