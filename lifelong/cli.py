@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
 def run_app(app: typer.Typer, argv: list[str] | None = None) -> None:
     """Run a typer app with lifelong's error contract: one line on stderr and exit 2 for user errors."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # without standalone mode, typer.Exit(n) returns n
     except LifelongError as e:
         err_console.print(f"error: {e}", highlight=False, markup=False)
         sys.exit(2)
@@ -266,8 +266,10 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> None:
         e.show() if hasattr(e, "show") else err_console.print(f"error: {e}")
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
-        err_console.print("interrupted; continue with `lifelong run --resume RUN_DIR`")
+        err_console.print("interrupted; a run continues with `lifelong run --resume RUN_DIR`, a sweep with --resume")
         sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":
