@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/lifelong run
 
+# One BLAS/OpenMP thread per process: the suite starts servers and Ray workers beside itself, and
+# oversubscribed OpenMP threads spin-wait, which slows small tensor ops by orders of magnitude.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest
 
 # The full ledger tier and the speed benchmarks; figures go to BENCHMARKS.md by hand, with the machine.
 bench: $(STAMP)

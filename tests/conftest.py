@@ -13,6 +13,9 @@ from lifelong.data import Dataset
 from lifelong.scenarios import class_incremental, domain_incremental, task_incremental
 
 ROOT = Path(__file__).resolve().parents[1]
+# Small tensors, many processes (servers, Ray workers, CLI subprocesses): one thread each avoids
+# OpenMP spin-waiting when the suite's processes outnumber the cores.
+torch.set_num_threads(1)
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
