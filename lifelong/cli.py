@@ -258,7 +258,7 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> None:
     try:
         code = app(args=argv, standalone_mode=False)  # without standalone mode, typer.Exit(n) returns n
     except LifelongError as e:
-        err_console.print(f"error: {e}", highlight=False, markup=False)
+        print(f"error: {e}", file=sys.stderr)  # one unwrapped line, whatever the terminal width
         sys.exit(2)
     except typer.Exit as e:
         sys.exit(e.exit_code)
