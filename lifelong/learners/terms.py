@@ -25,7 +25,7 @@ class QuadraticPenalty:
     >>> pen = QuadraticPenalty()
     >>> pen.consolidate(net, {"weight": torch.tensor([[2.0]])})
     >>> with torch.no_grad(): _ = net.weight.fill_(3.0)
-    >>> float(pen(net))  # 2 * (3 - 1)^2
+    >>> float(pen(net).detach())  # 2 * (3 - 1)^2
     8.0
     """
 
