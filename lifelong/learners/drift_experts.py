@@ -112,6 +112,7 @@ class DriftExperts(Learner):
         self.level: float | None = None  # running mean of the active expert's loss (the "fit" reference)
         self.boost_left = 0
         self.drift_steps: list[int] = []  # observe() calls (0-based) at which a drift was detected
+        self.pending_alarm = False  # an external alarm (on_drift) waiting for the next batch
         self.n_steps = 0
         self.selector: nn.Linear | None = None  # built on the first batch, when the input size is known
         self.selector_buffer = ReservoirMemory(selector_mem, seed=derive_seed(self.seed, "selector-buffer"))
@@ -146,7 +147,8 @@ class DriftExperts(Learner):
         loss = self.ce(logits, batch.y, batch.task)
         value = float(loss.detach())
         stats = self.stats(logits, batch, loss)  # counts of the expert that was active on arrival
-        if self.detect(value):
+        if self.detect(value) or self.pending_alarm:
+            self.pending_alarm = False
             self.drift_steps.append(self.n_steps)
             self.respond(batch)
             logits = self.model(batch.x)  # the new active expert trains on this batch
@@ -168,6 +170,12 @@ class DriftExperts(Learner):
         self.detector.update(value)
         self.fed.append(value)
         return bool(self.detector.drift_detected) and (self.level is None or value > self.level)
+
+    def on_drift(self) -> None:
+        """An external drift alarm (e.g. from the serving worker's detector): the next batch gets
+        the same response as a drift this learner detected itself (it needs a batch to pick or
+        spawn an expert)."""
+        self.pending_alarm = True
 
     def respond(self, batch: Batch) -> None:
         if self.response == "plasticity":
@@ -243,6 +251,7 @@ class DriftExperts(Learner):
             "level": float("nan") if self.level is None else self.level,
             "boost_left": self.boost_left,
             "drift_steps": torch.tensor(self.drift_steps, dtype=torch.int64),
+            "pending_alarm": self.pending_alarm,
             "selector": self.selector.state_dict() if self.selector is not None else None,
             "selector_buffer": self.selector_buffer.state_dict(),
         }
@@ -267,6 +276,7 @@ class DriftExperts(Learner):
         self.level = None if math.isnan(level) else level
         self.boost_left = int(state["boost_left"])
         self.drift_steps = [int(s) for s in state["drift_steps"].tolist()]
+        self.pending_alarm = bool(state["pending_alarm"])
         self.selector = None
         if state["selector"] is not None:
             self.selector = self._new_selector(state["selector"]["weight"].shape[1])

@@ -229,6 +229,12 @@ class ErrorMemory(Learner):
     def end_chunk(self) -> None:
         self.inner.end_chunk()
 
+    def on_drift(self) -> None:
+        """Pass an external drift alarm to the inner learner's drift response, if it has one."""
+        respond = getattr(self.inner, "on_drift", None)
+        if callable(respond):
+            respond()
+
     def state_dict(self) -> dict[str, Any]:
         return {"inner": self.inner.state_dict(), "store": self.store.state_dict(), "clock": self.clock,
                 "seen_classes": self.seen_classes.clone(), "n_observed": self.n_observed}

@@ -31,6 +31,8 @@ designed for concept-drift streams.
 
 Deviations
 ----------
+- ``on_drift()`` (an alarm from outside, e.g. the serving worker's detector) raises the fast error
+  average at once; this hook is ours.
 - The paper's homeostatic networks modulate their own parameters through a learned regulator;
   we modulate only the global SGD step size, by the fixed rule above.
 """
@@ -88,6 +90,13 @@ class Homeostatic(Learner):
         ratio = (self.fast_error + self.ratio_eps) / (self.slow_error + self.ratio_eps)
         self.multiplier = min(max(ratio**self.gamma, self.min_multiplier), self.max_multiplier)
         return self.multiplier
+
+    def on_drift(self) -> None:
+        """An external drift alarm is evidence of a shift before the error averages show it: the
+        fast average jumps halfway to an error rate of 1, so the multiplier rises on the next step
+        and then relaxes by the normal rule."""
+        if self.started:
+            self.fast_error += 0.5 * (1.0 - self.fast_error)
 
     def observe(self, batch: Batch) -> StepStats:
         self.check_batch(batch)

@@ -13,7 +13,9 @@ learner:
   homeostatic learner raising its learning rate while its recent error exceeds its long-run error.
 
 The service's own ADWIN detector runs in every variant; its alarms are logged and journaled, and
-call ``on_drift()`` on learners that define one (none of these three does).
+call ``on_drift()`` on learners that define one: the homeostatic learner (third variant, through
+the error memory) raises its fast error average. The figures recorded in docs/serve.md were measured
+before that hook existed, when the alarms were only logged.
 
 The curve is the rolling prequential accuracy: each event is scored by the served model *before*
 it learns from it. The plot goes to ``docs/img/serve_adaptation.png``; the recovery times (events

@@ -267,3 +267,35 @@ def test_regularisers_anchor_at_a_boundary_and_pull_back_after(name):
     if name == "mas":  # non-negative by construction, and within the stiffness cap
         assert all(bool((w >= 0).all() and (w <= 1 / (2 * 0.05 * learner.mas_lambda)).all())
                    for w in learner.penalty.importance.values())
+
+
+def test_external_drift_alarms_reach_the_drift_responses(tiny):
+    """The serving worker calls on_drift(); each adaptive learner answers it, and error memory
+    passes it to its inner learner."""
+    from lifelong.learners import make_learner
+    from lifelong.nets import mlp
+    from lifelong.scenarios import class_incremental
+
+    stream = class_incremental(tiny, n_chunks=3)
+    batches = list(stream.chunks[0].batches(8, torch.Generator().manual_seed(0)))
+
+    def build(name, **hp):
+        return make_learner(name, mlp(stream.input_shape, stream.n_classes, hidden=(16,), seed=0), seed=0, **hp)
+
+    homeo = build("homeostatic")
+    for b in batches[:4]:
+        homeo.observe(b)
+    before = homeo.fast_error
+    homeo.on_drift()
+    assert homeo.fast_error > before
+    experts = build("drift_experts", response="experts")
+    experts.observe(batches[0])
+    experts.on_drift()
+    experts.observe(batches[1])
+    assert experts.drift_steps == [1] and not experts.pending_alarm
+    wrapped = build("error_memory", inner="homeostatic")
+    for b in batches[:4]:
+        wrapped.observe(b)
+    before = wrapped.inner.fast_error
+    wrapped.on_drift()
+    assert wrapped.inner.fast_error > before
