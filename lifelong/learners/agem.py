@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from lifelong.data import Batch
 from lifelong.errors import ConfigError
-from lifelong.learners.base import Learner, StepStats, TrainingDiverged, derive_seed
+from lifelong.learners.base import Learner, StepStats, derive_seed
 from lifelong.memory import ReservoirMemory
 
 
@@ -74,11 +74,7 @@ class AGEM(Learner):
         self.model.train()
         logits = self.model(batch.x)
         loss = self.ce(logits, batch.y, batch.task)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"{self.name}: the training loss became {float(loss.detach())} after {self.n_observed} samples; "
-                "lower the learning rate"
-            )
+        self.check_finite(loss, fix="lower the learning rate")
         g = self.flat_grad(loss)  # (P,)
         if len(self.memory):
             mb = self.memory.sample(self.ref_batch, self.generator)

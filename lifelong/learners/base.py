@@ -124,12 +124,24 @@ class Learner:
         """Mean cross-entropy, restricted to the sample's task where the scenario declares one."""
         return F.cross_entropy(self.mask(logits, task), y)
 
-    def step(self, loss: Tensor) -> None:
+    def check_finite(self, loss: Tensor, what: str = "training loss", fix: str = "lower the learning rate or "
+                     "the method's regularisation strength") -> None:
+        """Raise :class:`TrainingDiverged` when ``loss`` is NaN or infinite."""
         if not torch.isfinite(loss):
             raise TrainingDiverged(
-                f"{self.name}: the training loss became {float(loss.detach())} after {self.n_observed} samples; "
-                "lower the learning rate or the method's regularisation strength"
+                f"{self.name}: the {what} became {float(loss.detach())} after {self.n_observed} samples; {fix}"
             )
+
+    def replay_ce(self, memory, n: int) -> Tensor:
+        """ER's replay term: cross-entropy on ``n`` samples drawn from ``memory`` with
+        ``self.generator``; an exact zero while the memory is empty."""
+        if not len(memory):
+            return torch.zeros(())
+        mb = memory.sample(n, self.generator)
+        return self.ce(self.model(mb.x), mb.y, mb.task)
+
+    def step(self, loss: Tensor) -> None:
+        self.check_finite(loss)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

@@ -60,10 +60,7 @@ class ERACE(Learner):
         self.model.train()
         logits = self.model(batch.x)
         loss = self.ce(mask_absent(logits, batch.y), batch.y, batch.task)
-        total = loss
-        if len(self.memory):
-            mb = self.memory.sample(self.replay_batch or len(batch), self.generator)
-            total = total + self.ce(self.model(mb.x), mb.y, mb.task)
+        total = loss + self.replay_ce(self.memory, self.replay_batch or len(batch))
         self.step(total)
         self.memory.add(batch)
         return self.stats(logits, batch, loss)

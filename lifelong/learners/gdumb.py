@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from lifelong.data import Batch
 from lifelong.errors import ConfigError
-from lifelong.learners.base import Learner, StepStats, TrainingDiverged, derive_seed
+from lifelong.learners.base import Learner, StepStats, derive_seed
 from lifelong.memory import ClassBalancedMemory
 from lifelong.nets import init_parameters
 
@@ -130,8 +130,7 @@ class GDumb(Learner):
                 for idx in torch.randperm(len(data), generator=g).split(self.retrain_batch):
                     task = data.task[idx] if data.task is not None else None
                     loss = self.ce(self.model(data.x[idx]), data.y[idx], task)
-                    if not torch.isfinite(loss):
-                        raise TrainingDiverged(f"gdumb: the retraining loss became {float(loss)}; lower retrain_lr")
+                    self.check_finite(loss, what="retraining loss", fix="lower retrain_lr")
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)

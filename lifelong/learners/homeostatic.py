@@ -107,10 +107,7 @@ class Homeostatic(Learner):
         m = self.regulate(error_rate)
         for group in self.opt.param_groups:
             group["lr"] = self.lr * m
-        total = loss
-        if len(self.memory):
-            mb = self.memory.sample(self.replay_batch or len(batch), self.generator)
-            total = total + self.ce(self.model(mb.x), mb.y, mb.task)
+        total = loss + self.replay_ce(self.memory, self.replay_batch or len(batch))
         self.step(total)
         self.memory.add(batch)
         return self.stats(logits, batch, loss)

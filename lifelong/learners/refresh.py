@@ -32,7 +32,7 @@ from torch import nn
 
 from lifelong.data import Batch
 from lifelong.errors import ConfigError
-from lifelong.learners.base import Learner, StepStats, TrainingDiverged, derive_seed
+from lifelong.learners.base import Learner, StepStats, derive_seed
 from lifelong.memory import ReservoirMemory
 
 
@@ -79,8 +79,7 @@ class Refresh(Learner):
         self.model.train()
         logits = self.model(batch.x)
         loss = self.ce(logits, batch.y, batch.task)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"refresh: the training loss became {float(loss)}; lower the learning rates")
+        self.check_finite(loss, fix="lower the learning rates")
         params = dict(self.model.named_parameters())
         grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
         grads_by_name = {k: g for k, g in zip(params, grads, strict=True) if g is not None}
@@ -89,9 +88,7 @@ class Refresh(Learner):
                 self.fisher[k].mul_(self.fisher_decay).add_(g**2, alpha=1 - self.fisher_decay)
         self.unlearn(grads_by_name)
         total = self.ce(self.model(batch.x), batch.y, batch.task)  # relearn at θ'
-        if len(self.memory):
-            mb = self.memory.sample(self.replay_batch or len(batch), self.generator)
-            total = total + self.ce(self.model(mb.x), mb.y, mb.task)
+        total = total + self.replay_ce(self.memory, self.replay_batch or len(batch))
         self.step(total)
         self.memory.add(batch)
         return self.stats(logits, batch, loss)

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from lifelong.data import Batch
-from lifelong.learners.base import Learner, StepStats, TrainingDiverged
+from lifelong.learners.base import Learner, StepStats
 from lifelong.learners.terms import QuadraticPenalty
 
 
@@ -59,19 +59,14 @@ class SI(Learner):
         self.model.train()
         logits = self.model(batch.x)
         loss = self.ce(logits, batch.y, batch.task)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"si: the training loss became {float(loss.detach())} after {self.n_observed} samples; "
-                "lower the learning rate or c"
-            )
+        self.check_finite(loss, fix="lower the learning rate or c")
         params = dict(self.model.named_parameters())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         g = {k: p.grad.detach().clone() for k, p in params.items() if p.grad is not None}  # task-loss gradient only
         if self.penalty:
             surrogate = self.c * self.penalty(self.model)
-            if not torch.isfinite(surrogate):
-                raise TrainingDiverged(f"si: the penalty became {float(surrogate)}; lower c or the learning rate")
+            self.check_finite(surrogate, what="penalty", fix="lower c or the learning rate")
             surrogate.backward()  # adds the penalty's gradient to p.grad
         before = {k: p.detach().clone() for k, p in params.items()}
         self.opt.step()

@@ -85,7 +85,7 @@ def run_variant(learner: dict, jsonl: Path, work: Path, input_shape: tuple[int, 
     svc = Service(cfg)
     svc.start()
     try:
-        summary = replay(svc, load_replay(jsonl, cfg), curve=work / "curve.json")
+        replay(svc, load_replay(jsonl, cfg), curve=work / "curve.json")
     finally:
         svc.stop()
     return json.loads((work / "curve.json").read_text())
