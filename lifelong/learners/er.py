@@ -17,7 +17,7 @@ Deviations
 
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor, nn
 
 from lifelong.data import Batch
 from lifelong.learners.base import Learner, StepStats, derive_seed
@@ -34,11 +34,15 @@ class ER(Learner):
         self.mem_size, self.replay_batch = mem_size, replay_batch
         self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"))
 
+    def incoming_loss(self, logits: Tensor, batch: Batch) -> Tensor:
+        """The loss on the incoming batch: plain cross-entropy (ER-ACE restricts it)."""
+        return self.ce(logits, batch.y, batch.task)
+
     def observe(self, batch: Batch) -> StepStats:
         self.check_batch(batch)
         self.train_mode()
         logits = self.model(batch.x)
-        loss = self.ce(logits, batch.y, batch.task)
+        loss = self.incoming_loss(logits, batch)
         total = loss + self.replay_ce(self.memory, self.replay_batch or len(batch))
         self.step(total)
         self.memory.add(batch)

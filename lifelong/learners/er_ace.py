@@ -23,11 +23,10 @@ Deviations
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lifelong.data import Batch
-from lifelong.learners.base import Learner, StepStats, derive_seed
-from lifelong.memory import ReservoirMemory
+from lifelong.learners.er import ER
 
 
 def mask_absent(logits: Tensor, y: Tensor) -> Tensor:
@@ -45,28 +44,11 @@ def mask_absent(logits: Tensor, y: Tensor) -> Tensor:
     return logits.masked_fill(~present, float("-inf"))
 
 
-class ERACE(Learner):
+class ERACE(ER):
     name = "er_ace"
     description = "ER with asymmetric cross-entropy: incoming loss over the batch's classes only"
     paper = "Caccia et al. 2022, New Insights on Reducing Abrupt Representation Change in Online CL (ICLR)"
 
-    def __init__(self, model: nn.Module, *, mem_size: int = 500, replay_batch: int | None = None, **base) -> None:
-        super().__init__(model, **base)
-        self.mem_size, self.replay_batch = mem_size, replay_batch
-        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"))
-
-    def observe(self, batch: Batch) -> StepStats:
-        self.check_batch(batch)
-        self.model.train()
-        logits = self.model(batch.x)
-        loss = self.ce(mask_absent(logits, batch.y), batch.y, batch.task)
-        total = loss + self.replay_ce(self.memory, self.replay_batch or len(batch))
-        self.step(total)
-        self.memory.add(batch)
-        return self.stats(logits, batch, loss)
-
-    def extra_state(self) -> dict:
-        return {"memory": self.memory.state_dict()}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.memory.load_state_dict(state["memory"])
+    def incoming_loss(self, logits: Tensor, batch: Batch) -> Tensor:
+        """Cross-entropy over the classes present in the incoming batch; replay keeps the full one."""
+        return self.ce(mask_absent(logits, batch.y), batch.y, batch.task)
