@@ -132,15 +132,21 @@ def parse_toml(text: str, *, source: str = "config") -> dict[str, Any]:
         raise ConfigError(f"{source} is not valid TOML: {e}") from None
 
 
-def load_config(path: str | Path) -> RunConfig:
+def read_toml(path: str | Path, what: str = "config file", *, hint: str = "") -> tuple[dict[str, Any], str]:
+    """Parse a TOML file into ``(document, text)``; a missing, unreadable or malformed file is a
+    :class:`ConfigError` that names ``what`` it is (``hint`` is appended to "does not exist")."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(f"{what} {path} does not exist{hint}")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read config {path}: {e}") from None
-    return from_dict(parse_toml(text, source=str(path)))
+        raise ConfigError(f"cannot read {what} {path}: {e}") from None
+    return parse_toml(text, source=f"{what} {path}"), text
+
+
+def load_config(path: str | Path) -> RunConfig:
+    return from_dict(read_toml(path)[0])
 
 
 def override(cfg: RunConfig, **flags: Any) -> RunConfig:

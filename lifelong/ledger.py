@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from typing import Any
 import numpy as np
 import tomli_w
 
-from lifelong.config import from_dict
+from lifelong.config import from_dict, read_toml
 from lifelong.errors import ConfigError
 from lifelong.learners import check_learner
 from lifelong.metrics import classic_metrics
@@ -78,10 +77,7 @@ class Suite:
 
 def load_suite(path: str | Path) -> Suite:
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"ledger file {path}: {e}") from None
+    raw, _ = read_toml(path, "ledger file")
     for key in ("suite", "tier", "base", "entry"):
         if key not in raw:
             raise ConfigError(f"ledger file {path} lacks `{key}`")

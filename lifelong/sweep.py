@@ -84,7 +84,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from lifelong.config import SECTIONS, RunConfig, from_dict, load_config, parse_toml
+from lifelong.config import SECTIONS, RunConfig, from_dict, load_config, read_toml
 from lifelong.errors import ConfigError, LifelongError
 
 #: Sections whose keys an axis or a search range may set, as "section.key".
@@ -300,14 +300,8 @@ def parse_sweep(data: dict[str, Any], *, source: str = "sweep file") -> SweepPla
 
 def load_sweep(path: str | Path) -> tuple[SweepPlan, str]:
     """Read and expand a sweep file; returns the plan and the file's text."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read sweep file {path}: {e}") from None
-    return parse_sweep(parse_toml(text, source=str(path)), source=str(path)), text
+    doc, text = read_toml(path, "sweep file")
+    return parse_sweep(doc, source=str(path)), text
 
 
 # -- one run: the unit shipped to a Ray worker ---------------------------------------------------

@@ -72,7 +72,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from lifelong.config import from_dict, parse_toml
+from lifelong.config import from_dict, read_toml
 from lifelong.errors import ConfigError
 from lifelong.sweep import apply_values, check_key, parse_sweep, ray_session, run_sweep
 
@@ -194,11 +194,8 @@ def parse_tune(data: dict[str, Any], *, source: str = "tune file", text: str = "
 
 def load_tune(path: str | Path, **flags: Any) -> TuneSpec:
     """Read a tune file; ``flags`` override its ``[tune]`` options."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"tune file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
-    return parse_tune(parse_toml(text, source=str(path)), source=str(path), text=text, **flags)
+    doc, text = read_toml(path, "tune file")
+    return parse_tune(doc, source=str(path), text=text, **flags)
 
 
 # -- the stream a trial sees ---------------------------------------------------------------------

@@ -45,11 +45,11 @@ import hashlib
 import json
 import math
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lifelong.config import read_toml
 from lifelong.errors import ConfigError
 
 TOKEN_ENV = "LIFELONG_SERVE_TOKEN"
@@ -200,14 +200,7 @@ def config_from_dict(data: dict[str, Any], *, base_dir: Path | None = None, env:
 def load_serve_config(path: str | Path, *, env: dict[str, str] | None = None) -> ServeConfig:
     """Read and validate ``serve.toml``; every problem is a :class:`ConfigError` saying what to fix."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"serve config {path} does not exist; see docs/serve.md for an example")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read serve config {path}: {e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"serve config {path} is not valid TOML: {e}") from None
+    data, _ = read_toml(path, "serve config", hint="; see docs/serve.md for an example")
     return config_from_dict(data, base_dir=path.resolve().parent, env=env)
 
 
