@@ -114,6 +114,13 @@ class Learner:
         if not self.model.training:
             self.model.train()
 
+    def allowed_classes(self, task: Tensor | None, n: int) -> Tensor:
+        """``(n, n_classes)`` bool: the classes each sample may be predicted as (all of them unless
+        the scenario declares tasks)."""
+        if task is None or self._task_mask is None:
+            return torch.ones(n, self.n_classes, dtype=torch.bool)
+        return self._task_mask[task]
+
     def mask(self, logits: Tensor, task: Tensor | None) -> Tensor:
         """Logits with classes outside each sample's task set to -inf (task-incremental only)."""
         if task is None or self._task_mask is None:

@@ -87,10 +87,7 @@ class EWC(Learner):
         for s in range(0, len(batch), chunk_size):
             x = batch.x[s : s + chunk_size]
             task = batch.task[s : s + chunk_size] if batch.task is not None else None
-            allowed = (
-                self._task_mask[task] if task is not None and self._task_mask is not None
-                else torch.ones(len(x), n_out, dtype=torch.bool)
-            )
+            allowed = self.allowed_classes(task, len(x))
             if self.fisher == "true":
                 with torch.no_grad():
                     probs = F.softmax(self.model(x).masked_fill(~allowed, float("-inf")), 1)

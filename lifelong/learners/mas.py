@@ -78,10 +78,7 @@ class MAS(Learner):
         for s in range(0, len(batch), chunk_size):
             x = batch.x[s : s + chunk_size]
             task = batch.task[s : s + chunk_size] if batch.task is not None else None
-            keep = (
-                self._task_mask[task].float() if task is not None and self._task_mask is not None
-                else torch.ones(len(x), self.n_classes)
-            )
+            keep = self.allowed_classes(task, len(x)).float()
             g = per_sample(params, x, keep)
             for k in total:
                 total[k] += g[k].abs().sum(0)
