@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lifelong.datasets import dataset_available, load_dataset
-from lifelong.learners import make_learner
-from lifelong.loop import LoopConfig, iter_run
-from lifelong.nets import mlp
-from lifelong.scenarios import concept_drift
+from lifelong.data.datasets import dataset_available, load_dataset
+from lifelong.learn.methods import make_learner
+from lifelong.learn.loop import LoopConfig, iter_run
+from lifelong.learn.nets import mlp
+from lifelong.data.scenarios import concept_drift
 
 OUT = Path(__file__).parent / "results" / "drift_recovery.json"
 VARIANTS = {

@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 
 from lifelong.data import Batch
-from lifelong.datasets import dataset_available, load_dataset
-from lifelong.learners import make_learner
-from lifelong.learners.base import derive_seed
+from lifelong.data.datasets import dataset_available, load_dataset
+from lifelong.learn.methods import make_learner
+from lifelong.seeding import derive_seed
 from lifelong.log import RunLog
-from lifelong.loop import LoopConfig, iter_run
-from lifelong.nets import mlp
-from lifelong.scenarios import class_incremental
+from lifelong.learn.loop import LoopConfig, iter_run
+from lifelong.learn.nets import mlp
+from lifelong.data.scenarios import class_incremental
 
 OUT = Path(__file__).parent / "results" / "overhead.json"
 

@@ -12,7 +12,7 @@ a user typing the command):
   the log, draws the heatmap and the curves, writes ``report.html`` and the PNGs);
 - ``compare``: :func:`lifelong.report.compare_runs` over the 4 runs (tables, scatter, overlay);
 - ``total``: both, plus the imports; this is the number measured against the goal;
-- ``rebuild_metrics`` (reported separately): :func:`lifelong.run.write_outputs` for each run,
+- ``rebuild_metrics`` (reported separately): :func:`lifelong.experiments.run.write_outputs` for each run,
   which ``lifelong report RUN --html`` also does (classic and L2M metrics recomputed from the log).
 
 Writes benchmarks/results/report_speed.json and prints a short summary. Never asserts on time.
@@ -51,8 +51,8 @@ def config(learner: str) -> dict:
 
 def make_runs(runs: Path) -> list[Path]:
     """Run every learner (3 seeds) unless a finished run with the same config is already there."""
-    from lifelong.config import from_dict
-    from lifelong.run import execute
+    from lifelong.experiments.config import from_dict
+    from lifelong.experiments.run import execute
 
     dirs = []
     for learner in LEARNERS:
@@ -82,7 +82,7 @@ def time_once(run_dirs: list[str], out: str) -> dict:
     t_html = time.perf_counter()
     result = compare_runs(run_dirs, Path(out) / "compare")
     t_compare = time.perf_counter()
-    from lifelong.run import write_outputs
+    from lifelong.experiments.run import write_outputs
 
     t_rebuild = time.perf_counter()
     for d in run_dirs:
@@ -106,7 +106,7 @@ def main() -> None:
         print(json.dumps(time_once(args.time_once[:-1], args.time_once[-1])))
         return
 
-    from lifelong.datasets import dataset_available
+    from lifelong.data.datasets import dataset_available
 
     if not dataset_available("fashion_mnist"):
         sys.exit("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist); nothing measured")

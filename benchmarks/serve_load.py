@@ -39,7 +39,7 @@ OUT = Path(__file__).parent / "results" / "serve_load.json"
 def images(n: int) -> tuple[np.ndarray, np.ndarray, str]:
     """``n`` Fashion-MNIST test images (flattened, in [0, 1]) and labels, or random ones of that shape."""
     try:
-        from lifelong.datasets import dataset_available, load_dataset
+        from lifelong.data.datasets import dataset_available, load_dataset
 
         if dataset_available("fashion_mnist"):
             ds = load_dataset("fashion_mnist")

@@ -43,7 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lifelong.sweep import parse_sweep, ray_session, read_status, run_sweep  # noqa: E402
+from lifelong.experiments.sweep import parse_sweep, ray_session, read_status, run_sweep  # noqa: E402
 
 
 def sweep_file(quick: bool) -> dict:

@@ -9,7 +9,7 @@ import inspect
 import sys
 from pathlib import Path
 
-from lifelong.learners import LEARNERS, hyperparameters
+from lifelong.learn.methods import LEARNERS, hyperparameters
 
 PAGE = Path(__file__).with_name("learners.md")
 

@@ -8,11 +8,11 @@ serves a model that learns while it serves, and runs experiment grids on Ray.
 
 Start with ``lifelong run`` on the command line, or from Python::
 
-    from lifelong.datasets import load_dataset
-    from lifelong.scenarios import class_incremental
-    from lifelong.learners import make_learner
-    from lifelong.nets import mlp
-    from lifelong.loop import LoopConfig, iter_run
+    from lifelong.data.datasets import load_dataset
+    from lifelong.data.scenarios import class_incremental
+    from lifelong.learn.methods import make_learner
+    from lifelong.learn.nets import mlp
+    from lifelong.learn.loop import LoopConfig, iter_run
 
 Importing the package does no work: no downloads, no files, no seeding.
 """

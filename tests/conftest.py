@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lifelong.data import Dataset
-from lifelong.scenarios import class_incremental, domain_incremental, task_incremental
+from lifelong.data.scenarios import class_incremental, domain_incremental, task_incremental
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small tensors, many processes (servers, Ray workers, CLI subprocesses): one thread each avoids

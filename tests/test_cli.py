@@ -66,9 +66,9 @@ def test_flags_override_the_config(tmp_path):
 
 
 def test_list_shows_every_registered_name(tmp_path):
-    from lifelong.datasets import DATASETS
-    from lifelong.learners import LEARNERS
-    from lifelong.scenarios import SCENARIOS
+    from lifelong.data.datasets import DATASETS
+    from lifelong.learn.methods import LEARNERS
+    from lifelong.data.scenarios import SCENARIOS
 
     out = run_cli(tmp_path, "list", check=True).stdout
     for name in [*DATASETS, *LEARNERS, *SCENARIOS]:
@@ -121,7 +121,7 @@ def test_mismatched_input_shape_is_a_clear_error(tmp_path):
 
     from lifelong.data import Batch
     from lifelong.errors import DataError
-    from lifelong.memory import ReservoirMemory
+    from lifelong.learn.memory import ReservoirMemory
 
     mem = ReservoirMemory(5)
     mem.add(Batch(torch.zeros(2, 3), torch.tensor([0, 1])))

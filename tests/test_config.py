@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lifelong.config import RunConfig, from_dict, load_config, override, parse_toml
+from lifelong.experiments.config import RunConfig, from_dict, load_config, override, parse_toml
 from lifelong.errors import ConfigError
 
 

@@ -1,4 +1,4 @@
-"""Tests of lifelong.datasets: every source, the IDX reader, the download path and the registry."""
+"""Tests of lifelong.data.datasets: every source, the IDX reader, the download path and the registry."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from lifelong.datasets import DATASETS, dataset_available, fashion_mnist, load_dataset
-from lifelong.datasets import mnist1d as mnist1d_source
-from lifelong.datasets.idx import IDX_FILES, read_idx, write_idx
+from lifelong.data.datasets import DATASETS, dataset_available, fashion_mnist, load_dataset
+from lifelong.data.datasets import mnist1d as mnist1d_source
+from lifelong.data.datasets.idx import IDX_FILES, read_idx, write_idx
 from lifelong.errors import ConfigError, DataError
 
 SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -86,7 +86,7 @@ def test_registry_entries_are_described():
 
 def test_import_does_no_work(tmp_path):
     code = (
-        "import sys, lifelong.datasets\n"
+        "import sys, lifelong.data.datasets\n"
         "print(sorted(m for m in ('sklearn', 'pandas', 'mnist1d') if m in sys.modules))\n"
     )
     env = {**os.environ, "HOME": str(tmp_path), "LIFELONG_CACHE": str(tmp_path / "cache")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from lifelong.learners import LEARNERS
+from lifelong.learn.methods import LEARNERS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from lifelong.config import from_dict
-from lifelong.datasets import dataset_available
-from lifelong.metrics import classic_metrics
-from lifelong.run import iter_seed, load_data
+from lifelong.experiments.config import from_dict
+from lifelong.data.datasets import dataset_available
+from lifelong.evaluate import classic_metrics
+from lifelong.experiments.run import iter_seed, load_data
 
 pytestmark = [
     pytest.mark.slow,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lifelong.errors import DataError
-from lifelong.l2logger import (
+from lifelong.evaluate.l2logger import (
     FIXED_COLUMNS,
     read_l2logger,
     read_logger_info,
@@ -20,7 +20,7 @@ from lifelong.l2logger import (
     write_l2logger,
 )
 from lifelong.log import Record
-from lifelong.metrics.l2m import (
+from lifelong.evaluate.l2m import (
     LIFETIME_METRICS,
     l2m_metrics,
     moving_average,

@@ -1,4 +1,4 @@
-"""Cross-check of :mod:`lifelong.metrics.l2m` and :mod:`lifelong.l2logger` against the official
+"""Cross-check of :mod:`lifelong.evaluate.l2m` and :mod:`lifelong.evaluate.l2logger` against the official
 ``l2metrics`` 3.1.0 / ``l2logger`` 1.8.2 packages.
 
 The reference runs in its own virtual environment (NumPy < 2), built once under
@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from l2m_tools import lifetimes, reference
 
-from lifelong.l2logger import read_l2logger, records_to_l2rows, write_l2logger
-from lifelong.metrics.l2m import LIFETIME_METRICS, l2m_metrics
+from lifelong.evaluate.l2logger import read_l2logger, records_to_l2rows, write_l2logger
+from lifelong.evaluate.l2m import LIFETIME_METRICS, l2m_metrics
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 from conftest import tiny_dataset
 
-from lifelong.config import from_dict
+from lifelong.experiments.config import from_dict
 from lifelong.errors import ConfigError
-from lifelong.l2logger import read_l2logger, records_to_l2rows
-from lifelong.l2m_scenarios import (
+from lifelong.evaluate.l2logger import read_l2logger, records_to_l2rows
+from lifelong.data.lifetimes import (
     expert_streams,
     l2m_alternating,
     l2m_condensed,
@@ -22,14 +22,14 @@ from lifelong.l2m_scenarios import (
     l2m_ste,
     lifetime_schedule,
 )
-from lifelong.learners import make_learner
-from lifelong.learners.naive import Naive
+from lifelong.learn.methods import make_learner
+from lifelong.learn.methods.naive import Naive
 from lifelong.log import read_log
-from lifelong.loop import LoopConfig, iter_run
-from lifelong.metrics.l2m import LIFETIME_METRICS, l2m_metrics
-from lifelong.nets import mlp
-from lifelong.run import execute
-from lifelong.scenarios import SCENARIOS, build_stream
+from lifelong.learn.loop import LoopConfig, iter_run
+from lifelong.evaluate.l2m import LIFETIME_METRICS, l2m_metrics
+from lifelong.learn.nets import mlp
+from lifelong.experiments.run import execute
+from lifelong.data.scenarios import SCENARIOS, build_stream
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +233,7 @@ def test_run_with_ste_writes_experts_and_an_l2m_section(tmp_path):
 
     # the export reads back to the same numbers; import-l2logger scores it from the command line
     from lifelong.cli import main
-    from lifelong.l2m_scenarios import export_l2logger, expert_rows
+    from lifelong.data.lifetimes import export_l2logger, expert_rows
 
     out = tmp_path / "l2"
     (log_dir,) = export_l2logger(run, out)
@@ -265,7 +265,7 @@ def test_a_run_with_experts_scores_the_same_in_l2metrics(tmp_path):
 
     from l2m_tools import reference
 
-    from lifelong.l2m_scenarios import export_l2logger
+    from lifelong.data.lifetimes import export_l2logger
 
     try:
         python = reference.ensure_venv()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lifelong.errors import ConfigError
-from lifelong.ledger import find_suites, load_suite, run_entry
+from lifelong.experiments.ledger import find_suites, load_suite, run_entry
 
 LEDGER = Path(__file__).resolve().parents[1] / "ledger"
 FAST = [e for s in find_suites(LEDGER, "fast") for e in s.entries]
@@ -21,7 +21,7 @@ def test_fast_tier_entry_stays_in_its_band(entry):
 
 
 def test_every_learner_has_a_ledger_entry_in_each_tier():
-    from lifelong.learners import LEARNERS
+    from lifelong.learn.methods import LEARNERS
 
     for tier in ("fast", "full"):
         covered = {e.learner["name"] for s in find_suites(LEDGER, tier) for e in s.entries}

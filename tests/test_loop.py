@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from lifelong.learners import make_learner
-from lifelong.loop import LoopConfig, iter_run, training_view
-from lifelong.metrics import accuracy_matrix, random_init_accuracy
-from lifelong.nets import mlp
-from lifelong.scenarios import class_incremental
+from lifelong.learn.methods import make_learner
+from lifelong.learn.loop import LoopConfig, iter_run, training_view
+from lifelong.evaluate import accuracy_matrix, random_init_accuracy
+from lifelong.learn.nets import mlp
+from lifelong.data.scenarios import class_incremental
 
 
 def records_for(name, stream, cfg=LoopConfig(batch_size=8), seed=0):

@@ -6,7 +6,7 @@ import torch
 from scipy import stats
 
 from lifelong.data import Batch
-from lifelong.memory import ClassBalancedMemory, ReservoirMemory
+from lifelong.learn.memory import ClassBalancedMemory, ReservoirMemory
 
 
 def test_reservoir_inclusion_is_uniform():

@@ -1,4 +1,4 @@
-"""Oracle tests for lifelong.metrics.classic against hand-computed values."""
+"""Oracle tests for lifelong.evaluate.classic against hand-computed values."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from lifelong.errors import DataError
 from lifelong.log import Record, read_log, write_log
-from lifelong.metrics import (
+from lifelong.evaluate import (
     SeedError,
     acc,
     accuracy_matrix,

@@ -12,11 +12,11 @@ import re
 import pytest
 
 from lifelong.cli import main
-from lifelong.config import from_dict
+from lifelong.experiments.config import from_dict
 from lifelong.errors import DataError
 from lifelong.log import Record
 from lifelong.report import accuracy_curves, best_runs, compare, compare_runs, html_report, load_run
-from lifelong.run import execute
+from lifelong.experiments.run import execute
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -150,7 +150,7 @@ def test_compare_of_l2m_lifetimes_falls_back_to_l2m_maintenance(runs, tmp_path):
 
 
 def test_compare_hook_returns_markdown_and_writes_beside_the_runs(runs):
-    md = compare([runs["naive"], runs["er"]])  # the signature lifelong.sweep calls: one positional
+    md = compare([runs["naive"], runs["er"]])  # the signature lifelong.experiments.sweep calls: one positional
     parent = runs["naive"].parent
     assert "forgets least" in md and "★" in md and md == (parent / "compare.md").read_text()
     assert (parent / "compare.html").is_file() and (parent / "stability_plasticity.png").is_file()

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lifelong.config import from_dict
+from lifelong.experiments.config import from_dict
 from lifelong.report import compare_runs, html_report
-from lifelong.run import execute
+from lifelong.experiments.run import execute
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lifelong.config import from_dict
+from lifelong.experiments.config import from_dict
 from lifelong.errors import ConfigError
-from lifelong.learners import make_learner
-from lifelong.loop import LoopConfig, iter_run
-from lifelong.metrics.classic import near_future_accuracy
-from lifelong.nets import mlp
-from lifelong.scenarios import blurry, build_stream, concept_drift, online, river_drift
+from lifelong.learn.methods import make_learner
+from lifelong.learn.loop import LoopConfig, iter_run
+from lifelong.evaluate.classic import near_future_accuracy
+from lifelong.learn.nets import mlp
+from lifelong.data.scenarios import blurry, build_stream, concept_drift, online, river_drift
 from tests.conftest import tiny_dataset
 
 SMALL_RIVER = {"chunk_size": 150, "test_size": 60}

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from lifelong.config import load_config
+from lifelong.experiments.config import load_config
 from lifelong.errors import ConfigError
-from lifelong.sweep import parse_sweep, read_status, run_sweep
+from lifelong.experiments.sweep import parse_sweep, read_status, run_sweep
 from tests.conftest import cli, cli_env
 
 TINY = {
@@ -134,7 +134,7 @@ def test_local_sweep_writes_runs_and_a_table_per_cell(local_sweep):
 
 
 def test_a_cell_directory_is_what_lifelong_run_writes_for_the_cell(local_sweep, tmp_path):
-    from lifelong.run import execute
+    from lifelong.experiments.run import execute
 
     cell = local_sweep / "cells" / "learner=er"
     cfg = load_config(cell / "config.toml")
@@ -198,7 +198,7 @@ def test_local_backend_never_imports_ray(tmp_path):
     code = (
         "import sys, json\n"
         "from rich.console import Console\n"
-        "from lifelong.sweep import parse_sweep, run_sweep\n"
+        "from lifelong.experiments.sweep import parse_sweep, run_sweep\n"
         f"data = json.loads({json.dumps(json.dumps(tiny(seeds=[0], axes={'learner.name': ['naive']})))})\n"
         f"run_sweep(parse_sweep(data), {str(tmp_path / 's')!r}, backend='local', console=Console(quiet=True))\n"
         "assert 'ray' not in sys.modules, 'the local backend imported ray'\n"
@@ -251,7 +251,7 @@ class TestLocalRay:
         assert [c["metrics"] for c in ray_cells] == [c["metrics"] for c in local_cells]
 
     def test_tune_first_chunks_with_asha(self, local_ray, tmp_path):
-        from lifelong.tune import parse_tune, run_tune
+        from lifelong.experiments.tune import parse_tune, run_tune
 
         data = {k: v for k, v in tiny(scenario={"name": "class_incremental", "n_chunks": 5}).items() if k != "axes"}
         data["search"] = {"train.lr": {"loguniform": [0.001, 0.3]}, "learner.mem_size": {"choice": [20, 100]}}
@@ -281,7 +281,7 @@ class TestLocalRay:
         assert "LEAKY" not in (tmp_path / "t" / "summary.md").read_text()
 
     def test_tune_full_stream_is_labelled_leaky(self, local_ray, tmp_path):
-        from lifelong.tune import LEAKY_LABEL, parse_tune, run_tune
+        from lifelong.experiments.tune import LEAKY_LABEL, parse_tune, run_tune
 
         data = {k: v for k, v in tiny(seeds=[0]).items() if k != "axes"}
         data["search"] = {"train.lr": {"uniform": [0.01, 0.1]}}

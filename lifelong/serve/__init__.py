@@ -5,7 +5,7 @@
 - :mod:`~lifelong.serve.snapshots`: atomic, checksummed snapshots of the full learner state.
 - :mod:`~lifelong.serve.worker`: the single learner worker, deterministic replay, the published model.
 - :mod:`~lifelong.serve.service`: all of that without HTTP (also used by ``--replay``).
-- :mod:`~lifelong.serve.app`: the FastAPI endpoints; :mod:`~lifelong.serve.cli`: the command.
+- :mod:`~lifelong.serve.app`: the FastAPI endpoints; :mod:`~lifelong.cli.serve`: the command.
 
 Importing this package imports neither FastAPI nor uvicorn (they are the optional ``serve`` extra).
 See docs/serve.md.

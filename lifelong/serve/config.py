@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lifelong.config import read_toml
+from lifelong.experiments.config import read_toml
 from lifelong.errors import ConfigError
 
 TOKEN_ENV = "LIFELONG_SERVE_TOKEN"
@@ -206,8 +206,8 @@ def load_serve_config(path: str | Path, *, env: dict[str, str] | None = None) ->
 
 def build_learner(cfg: ServeConfig):
     """A fresh learner as ``cfg`` describes it; the same call always gives the same initial state."""
-    from lifelong.learners import make_learner
-    from lifelong.nets import build_model
+    from lifelong.learn.methods import make_learner
+    from lifelong.learn.nets import build_model
 
     model_opts = {k: v for k, v in cfg.model.items() if k != "kind"}
     model = build_model(cfg.model.get("kind", "mlp"), cfg.input_shape, cfg.n_classes, seed=cfg.seed, **model_opts)

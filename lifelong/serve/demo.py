@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from lifelong.learners.base import derive_seed
+from lifelong.seeding import derive_seed
 
 VARIANTS = {
     "slow path only (ER)": {"name": "er", "mem_size": 500},
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    from lifelong.datasets import dataset_available, load_dataset
+    from lifelong.data.datasets import dataset_available, load_dataset
 
     name = "fashion_mnist" if dataset_available("fashion_mnist") else "digits"
     ds = load_dataset(name)

@@ -40,7 +40,7 @@ from torch import Tensor
 
 from lifelong.data import Batch
 from lifelong.errors import CheckpointError, ConfigError
-from lifelong.learners.base import TrainingDiverged
+from lifelong.learn.base import TrainingDiverged
 from lifelong.serve.config import ServeConfig, build_learner
 from lifelong.serve.eventlog import EventLog, JournalEntry
 from lifelong.serve.snapshots import SnapshotInfo, SnapshotStore

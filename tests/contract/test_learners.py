@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from lifelong.data import Batch
-from lifelong.learners import LEARNERS, hyperparameters, make_learner
+from lifelong.learn.methods import LEARNERS, hyperparameters, make_learner
 from lifelong.log import Record
-from lifelong.loop import LoopConfig, iter_run
-from lifelong.nets import mlp
+from lifelong.learn.loop import LoopConfig, iter_run
+from lifelong.learn.nets import mlp
 
 NAMES = sorted(LEARNERS)
 # Gentler settings where a method's default strength is tuned for real data, not this tiny stream.
@@ -77,7 +77,7 @@ def test_same_seed_gives_identical_log(name, tiny_stream):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_never_receives_task_ids_in_class_incremental(name, tiny):
-    from lifelong.scenarios import class_incremental
+    from lifelong.data.scenarios import class_incremental
 
     stream = class_incremental(tiny, n_chunks=3)
     learner = build(name, stream)

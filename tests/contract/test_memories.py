@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lifelong.data import Batch
-from lifelong.memory import MEMORIES
+from lifelong.learn.memory import MEMORIES
 
 
 def batch(n, start=0, dim=3):

@@ -10,8 +10,8 @@ from torch import nn
 
 from lifelong.data import Batch
 from lifelong.errors import ConfigError
-from lifelong.learners import make_learner
-from lifelong.nets import Net, mlp
+from lifelong.learn.methods import make_learner
+from lifelong.learn.nets import Net, mlp
 from tests.conftest import tiny_dataset
 
 
@@ -272,9 +272,9 @@ def test_regularisers_anchor_at_a_boundary_and_pull_back_after(name):
 def test_external_drift_alarms_reach_the_drift_responses(tiny):
     """The serving worker calls on_drift(); each adaptive learner answers it, and error memory
     passes it to its inner learner."""
-    from lifelong.learners import make_learner
-    from lifelong.nets import mlp
-    from lifelong.scenarios import class_incremental
+    from lifelong.learn.methods import make_learner
+    from lifelong.learn.nets import mlp
+    from lifelong.data.scenarios import class_incremental
 
     stream = class_incremental(tiny, n_chunks=3)
     batches = list(stream.chunks[0].batches(8, torch.Generator().manual_seed(0)))

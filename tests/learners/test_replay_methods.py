@@ -10,15 +10,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from lifelong.data import Batch
-from lifelong.learners import LEARNERS, make_learner
-from lifelong.learners.agem import AGEM, project
-from lifelong.learners.der import DER, DERPP
-from lifelong.learners.er import ER
-from lifelong.learners.er_ace import ERACE, mask_absent
-from lifelong.learners.gdumb import GDumb, sgdr_lr
-from lifelong.learners.icarl import UNSEEN_SCORE, ICaRL, herding
-from lifelong.nets import Net, mlp
-from lifelong.scenarios import class_incremental
+from lifelong.learn.methods import LEARNERS, make_learner
+from lifelong.learn.methods.agem import AGEM, project
+from lifelong.learn.methods.der import DER, DERPP
+from lifelong.learn.methods.er import ER
+from lifelong.learn.methods.er_ace import ERACE, mask_absent
+from lifelong.learn.methods.gdumb import GDumb, sgdr_lr
+from lifelong.learn.methods.icarl import UNSEEN_SCORE, ICaRL, herding
+from lifelong.learn.nets import Net, mlp
+from lifelong.data.scenarios import class_incremental
 
 
 def net(dim=12, n_classes=6, seed=0):

@@ -175,7 +175,7 @@ def test_protected_predict(tmp_path):
 
 
 def test_refuses_to_start_without_a_token(tmp_path, monkeypatch, capsys):
-    from lifelong.serve.cli import main
+    from lifelong.cli.serve import main
 
     monkeypatch.delenv("LIFELONG_SERVE_TOKEN", raising=False)
     with pytest.raises(SystemExit) as e:

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from lifelong.data import Batch
-from lifelong.learners import LEARNERS
-from lifelong.learners.naive import Naive
+from lifelong.learn.methods import LEARNERS
+from lifelong.learn.methods.naive import Naive
 from lifelong.serve.config import config_from_dict
 from lifelong.serve.service import Service
 from lifelong.serve.snapshots import SnapshotStore
@@ -257,7 +257,7 @@ def _write_toml(tmp_path):
 
 
 def test_replay_file_goes_through_the_service(tmp_path, capsys):
-    from lifelong.serve.cli import main
+    from lifelong.cli.serve import main
 
     x, y = stream(60)
     lines = [json.dumps({"inputs": x[i:i + 6].tolist(), "labels": y[i:i + 6].tolist(),
@@ -275,7 +275,7 @@ def test_replay_file_goes_through_the_service(tmp_path, capsys):
 
 
 def test_replay_file_with_a_bad_line_imports_nothing(tmp_path, capsys):
-    from lifelong.serve.cli import main
+    from lifelong.cli.serve import main
 
     x, y = stream(12)
     lines = [json.dumps({"inputs": x[:6].tolist(), "labels": y[:6].tolist()}),

@@ -1,0 +1,198 @@
+"""Offline dataset sources, each returning a :class:`lifelong.data.Dataset`.
+
+:func:`load_dataset` picks a source from :data:`DATASETS` by name and passes it options.
+:func:`dataset_available` says cheaply whether a source can load without a download.
+
+==============  ==============================================================================
+name            source
+==============  ==============================================================================
+digits          scikit-learn's 8x8 digits (bundled), stratified test split by ``seed``
+fashion_mnist   Fashion-MNIST IDX files: data_dir, $LIFELONG_DATA, system package, or download
+mnist           MNIST IDX files from data_dir or $LIFELONG_DATA/mnist
+kmnist          Kuzushiji-MNIST IDX files from data_dir or $LIFELONG_DATA/kmnist
+cifar10         CIFAR-10 python batches, read with a restricted unpickler
+mnist1d         MNIST-1D generated locally and cached as .npz
+file            a user .npz, .csv or .parquet file (option ``path``)
+blobs           Gaussian classes, synthetic, for fast tests
+==============  ==============================================================================
+
+Importing this package reads no file, downloads nothing and seeds nothing.
+
+Examples
+--------
+>>> ds = load_dataset("blobs", seed=0, n_per_class=20, n_test_per_class=5)
+>>> ds.name, ds.input_shape, len(ds.y_train), len(ds.y_test)
+('blobs', (20,), 200, 50)
+>>> dataset_available("digits")
+True
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lifelong.data import Dataset
+from lifelong.data.datasets import cifar10, digits, fashion_mnist, files, mnist, mnist1d, synthetic
+from lifelong.data.datasets._common import as_path
+from lifelong.errors import ConfigError
+
+__all__ = ["DATASETS", "DatasetInfo", "dataset_available", "load_dataset"]
+
+# Keywords every loader accepts; everything else in its signature is a dataset-specific option.
+_COMMON = ("data_dir", "download", "seed")
+
+
+def _always(data_dir: Path | None = None) -> bool:
+    return True
+
+
+def _never(data_dir: Path | None = None) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One entry of :data:`DATASETS`.
+
+    Parameters
+    ----------
+    name : str
+        Registry key.
+    description : str
+        One line for ``lifelong list``.
+    loader : callable
+        ``loader(*, data_dir, download, seed, **options) -> Dataset``; its other keyword-only
+        parameters are the dataset's options.
+    available : callable
+        ``available(data_dir) -> bool``: whether the loader can succeed without downloading.
+
+    Examples
+    --------
+    >>> info = DATASETS["blobs"]
+    >>> info.options()
+    ('n_classes', 'dim', 'n_per_class', 'n_test_per_class', 'separation')
+    """
+
+    name: str
+    description: str
+    loader: Callable[..., Dataset]
+    available: Callable[[Path | None], bool] = _always
+
+    def options(self) -> tuple[str, ...]:
+        """Return the names of the dataset-specific options, in signature order."""
+        params = inspect.signature(self.loader).parameters
+        return tuple(p for p in params if p not in _COMMON)
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo("digits", "scikit-learn 8x8 handwritten digits, 10 classes, 64 features (bundled)", digits.load),
+        DatasetInfo(
+            "fashion_mnist",
+            "Fashion-MNIST, 10 clothing classes, 28x28 grey (local files or --download)",
+            fashion_mnist.load,
+            fashion_mnist.available,
+        ),
+        DatasetInfo(
+            "mnist", "MNIST handwritten digits, 28x28 grey (local IDX files)", mnist.load_mnist, mnist.mnist_available
+        ),
+        DatasetInfo(
+            "kmnist",
+            "Kuzushiji-MNIST cursive Japanese characters, 28x28 grey (local IDX files)",
+            mnist.load_kmnist,
+            mnist.kmnist_available,
+        ),
+        DatasetInfo(
+            "cifar10",
+            "CIFAR-10 colour 32x32 images, 10 classes (local python batches)",
+            cifar10.load,
+            cifar10.available,
+        ),
+        DatasetInfo("mnist1d", "MNIST-1D 40-step signals, 10 classes (generated and cached locally)", mnist1d.load),
+        DatasetInfo("file", "your own .npz, .csv or .parquet file (option path=...)", files.load, _never),
+        DatasetInfo("blobs", "synthetic Gaussian classes, 20 dims (instant; for tests and examples)", synthetic.load),
+    )
+}
+
+
+def _lookup(name: str) -> DatasetInfo:
+    key = name.strip().lower().replace("-", "_") if isinstance(name, str) else name
+    if key not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+    return DATASETS[key]
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    seed: int = 0,
+    **options: Any,
+) -> Dataset:
+    """Load dataset ``name`` from :data:`DATASETS`.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`DATASETS`; hyphens are read as underscores (``fashion-mnist``).
+    data_dir : path, optional
+        Where to look for (or put) the files; each source documents its search order.
+    download : bool
+        Allow a download when no local copy exists (only ``fashion_mnist`` can download).
+    seed : int
+        Seed of any split or generation the source performs.
+    **options
+        Dataset-specific options, listed by ``DATASETS[name].options()``.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    ConfigError
+        If the name or an option is unknown, or an option value is invalid.
+    DataError
+        If the data is missing or malformed; the message says how to fix it.
+
+    Examples
+    --------
+    >>> load_dataset("digits", test_fraction=0.5).x_test.shape
+    torch.Size([901, 64])
+    >>> load_dataset("digits", colour=True)
+    Traceback (most recent call last):
+    ...
+    lifelong.errors.ConfigError: unknown option(s) colour for dataset 'digits'; it accepts: test_fraction
+    """
+    info = _lookup(name)
+    accepted = info.options()
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        hint = f"it accepts: {', '.join(accepted)}" if accepted else "it takes no options"
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)} for dataset {info.name!r}; {hint}")
+    if not isinstance(download, bool):
+        raise ConfigError(f"download must be true or false, got {download!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    return info.loader(data_dir=as_path(data_dir), download=download, seed=seed, **options)
+
+
+def dataset_available(name: str, data_dir: str | os.PathLike[str] | None = None) -> bool:
+    """Return whether ``name`` can be loaded without a download; files are looked for but not read.
+
+    Generated and bundled sources (``digits``, ``blobs``, ``mnist1d``) are always available;
+    ``file`` never is, since it needs a ``path`` option.
+
+    Raises
+    ------
+    ConfigError
+        If the name is unknown.
+    """
+    return _lookup(name).available(as_path(data_dir))

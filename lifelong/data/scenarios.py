@@ -1,0 +1,487 @@
+"""Scenarios: functions that cut a :class:`~lifelong.data.Dataset` into a stream of chunks plus the
+evaluation sets that make the accuracy matrix.
+
+Each is deterministic given its seed and refuses a bad request with a message that says what to
+change.
+
+Examples
+--------
+>>> import torch
+>>> from lifelong.data import Dataset
+>>> g = torch.Generator().manual_seed(0)
+>>> ds = Dataset("toy", torch.rand(60, 4, generator=g), torch.arange(60) % 6,
+...              torch.rand(30, 4, generator=g), torch.arange(30) % 6)
+>>> s = class_incremental(ds, n_chunks=3)
+>>> [c.classes for c in s.chunks]
+[(0, 1), (2, 3), (4, 5)]
+>>> class_incremental(ds, n_chunks=4)
+Traceback (most recent call last):
+...
+lifelong.errors.ConfigError: class_incremental: 6 classes do not split into 4 equal chunks; choose n_chunks from [1, 2, 3, 6] or set classes_per_chunk
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lifelong.data import Chunk, Dataset, EvalSet
+from lifelong.errors import ConfigError
+from lifelong.seeding import derive_seed
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A scenario instance: the training chunks in order, the evaluation sets, and what the learner
+    may know (``task_classes`` only in task-incremental streams; ``task_free`` hides boundaries)."""
+
+    name: str
+    chunks: list[Chunk]
+    eval_sets: list[EvalSet]
+    n_classes: int
+    input_shape: tuple[int, ...]
+    task_classes: list[tuple[int, ...]] | None = None
+    task_free: bool = False
+    info: dict = field(default_factory=dict)
+
+    def describe(self) -> dict:
+        return {
+            "scenario": self.name,
+            "n_chunks": len(self.chunks),
+            "n_eval": len(self.eval_sets),
+            "n_classes": self.n_classes,
+            "input_shape": list(self.input_shape),
+            "chunk_classes": [list(c.classes) for c in self.chunks],
+            "chunk_tasks": [c.name for c in self.chunks],
+            "eval_tasks": [e.name for e in self.eval_sets],
+            "chunk_sizes": [len(c) for c in self.chunks],
+            "task_free": self.task_free,
+            **self.info,
+        }
+
+
+def _class_order(n_classes: int, class_order: str | Sequence[int], seed: int) -> list[int]:
+    if isinstance(class_order, str):
+        if class_order == "natural":
+            return list(range(n_classes))
+        if class_order == "seeded":
+            g = torch.Generator().manual_seed(derive_seed(seed, "class-order"))
+            return torch.randperm(n_classes, generator=g).tolist()
+        raise ConfigError(f"class_order must be 'natural', 'seeded' or a list of class ids, got {class_order!r}")
+    order = [int(c) for c in class_order]
+    if sorted(order) != sorted(set(order)) or any(c < 0 or c >= n_classes for c in order):
+        raise ConfigError(f"class_order must list distinct class ids in [0, {n_classes - 1}], got {order}")
+    return order
+
+
+def _split_classes(ds: Dataset, n_chunks: int, classes_per_chunk: int | None, order: list[int], who: str) -> list[list[int]]:
+    n = ds.n_classes if not order else len(order)
+    if n_chunks < 1:
+        raise ConfigError(f"{who}: n_chunks must be >= 1, got {n_chunks}")
+    if classes_per_chunk is None:
+        if n % n_chunks:
+            divisors = [d for d in range(1, n + 1) if n % d == 0]
+            raise ConfigError(
+                f"{who}: {n} classes do not split into {n_chunks} equal chunks; "
+                f"choose n_chunks from {divisors} or set classes_per_chunk"
+            )
+        classes_per_chunk = n // n_chunks
+    if classes_per_chunk < 1 or n_chunks * classes_per_chunk > n:
+        raise ConfigError(
+            f"{who}: {n_chunks} chunks of {classes_per_chunk} classes need {n_chunks * classes_per_chunk} "
+            f"classes but the dataset has {n}; lower n_chunks or classes_per_chunk"
+        )
+    return [order[i * classes_per_chunk : (i + 1) * classes_per_chunk] for i in range(n_chunks)]
+
+
+def _subsample(idx: Tensor, limit: int | None, seed: int, tag: str) -> Tensor:
+    if limit is None or len(idx) <= limit:
+        return idx
+    g = torch.Generator().manual_seed(derive_seed(seed, tag))
+    return idx[torch.randperm(len(idx), generator=g)[:limit]].sort().values
+
+
+def _split_by_class(
+    ds: Dataset, *, n_chunks: int, classes_per_chunk: int | None, class_order: str | Sequence[int], seed: int,
+    expose_task: bool, train_per_chunk: int | None, test_per_chunk: int | None, who: str,
+) -> Stream:
+    order = _class_order(ds.n_classes, class_order, seed)
+    groups = _split_classes(ds, n_chunks, classes_per_chunk, order, who)
+    chunks, evals = [], []
+    for i, cs in enumerate(groups):
+        cls = torch.tensor(cs)
+        tr = _subsample(torch.isin(ds.y_train, cls).nonzero().flatten(), train_per_chunk, seed, f"train/{i}")
+        te = _subsample(torch.isin(ds.y_test, cls).nonzero().flatten(), test_per_chunk, seed, f"test/{i}")
+        if len(tr) == 0 or len(te) == 0:
+            raise ConfigError(f"{who}: chunk {i} (classes {cs}) has no training or no test samples in {ds.name}")
+        tr_task = torch.full((len(tr),), i, dtype=torch.int64) if expose_task else None
+        te_task = torch.full((len(te),), i, dtype=torch.int64) if expose_task else None
+        name = f"task{i}_" + "-".join(map(str, cs))
+        chunks.append(Chunk(i, ds.x_train[tr], ds.y_train[tr], tuple(cs), tr_task, name))
+        evals.append(EvalSet(i, ds.x_test[te], ds.y_test[te], tuple(cs), te_task, name))
+    return Stream(
+        who, chunks, evals, ds.n_classes, ds.input_shape,
+        task_classes=[tuple(g) for g in groups] if expose_task else None,
+        info={"class_order": order, "dataset": ds.name},
+    )
+
+
+def class_incremental(
+    ds: Dataset, *, n_chunks: int = 5, classes_per_chunk: int | None = None,
+    class_order: str | Sequence[int] = "natural", seed: int = 0,
+    train_per_chunk: int | None = None, test_per_chunk: int | None = None,
+) -> Stream:
+    """Chunks of disjoint classes; no task identity; one head evaluated on every class seen."""
+    return _split_by_class(
+        ds, n_chunks=n_chunks, classes_per_chunk=classes_per_chunk, class_order=class_order, seed=seed,
+        expose_task=False, train_per_chunk=train_per_chunk, test_per_chunk=test_per_chunk, who="class_incremental",
+    )
+
+
+def task_incremental(
+    ds: Dataset, *, n_chunks: int = 5, classes_per_chunk: int | None = None,
+    class_order: str | Sequence[int] = "natural", seed: int = 0,
+    train_per_chunk: int | None = None, test_per_chunk: int | None = None,
+) -> Stream:
+    """The class-incremental split with task ids given in training and evaluation; predictions are
+    restricted to the task's classes."""
+    return _split_by_class(
+        ds, n_chunks=n_chunks, classes_per_chunk=classes_per_chunk, class_order=class_order, seed=seed,
+        expose_task=True, train_per_chunk=train_per_chunk, test_per_chunk=test_per_chunk, who="task_incremental",
+    )
+
+
+def _image_view(x: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    """``x`` as (N, C, H, W) plus the function that restores its original shape."""
+    shape = x.shape[1:]
+    if len(shape) == 3:
+        return x, lambda t: t
+    if len(shape) == 2:
+        return x.unsqueeze(1), lambda t: t.squeeze(1)
+    if len(shape) == 1 and math.isqrt(shape[0]) ** 2 == shape[0]:
+        side = math.isqrt(shape[0])
+        return x.view(-1, 1, side, side), lambda t: t.reshape(-1, shape[0])
+    raise ConfigError(
+        f"rotation needs image inputs (C, H, W), (H, W) or flattened squares; got shape {tuple(shape)}. "
+        "Use transform = 'permutation' instead"
+    )
+
+
+def rotate(x: Tensor, degrees: float) -> Tensor:
+    """Rotate images by ``degrees`` (bilinear, zero padding), in chunks to bound memory."""
+    img, restore = _image_view(x)
+    theta = math.radians(degrees)
+    c, s = math.cos(theta), math.sin(theta)
+    mat = torch.tensor([[c, -s, 0.0], [s, c, 0.0]], dtype=img.dtype)
+    out = torch.empty_like(img)
+    for i in range(0, len(img), 4096):
+        part = img[i : i + 4096]
+        grid = F.affine_grid(mat.expand(len(part), 2, 3), list(part.shape), align_corners=False)
+        out[i : i + 4096] = F.grid_sample(part, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return restore(out)
+
+
+def domain_incremental(
+    ds: Dataset, *, n_chunks: int = 5, transform: str = "permutation", seed: int = 0,
+    angles: Sequence[float] | None = None, first_identity: bool = False,
+    train_per_chunk: int | None = None, test_per_chunk: int | None = None,
+) -> Stream:
+    """Every chunk has all classes; the input distribution changes: a seeded pixel permutation per
+    chunk, or a rotation (seeded angles in [0, 180) unless ``angles`` are given)."""
+    if n_chunks < 1:
+        raise ConfigError(f"domain_incremental: n_chunks must be >= 1, got {n_chunks}")
+    if transform not in ("permutation", "rotation"):
+        raise ConfigError(f"domain_incremental: transform must be 'permutation' or 'rotation', got {transform!r}")
+    if angles is not None and len(angles) != n_chunks:
+        raise ConfigError(f"domain_incremental: {len(angles)} angles given for {n_chunks} chunks")
+    classes = tuple(range(ds.n_classes))
+    chunks, evals, params = [], [], []
+    for i in range(n_chunks):
+        tr = _subsample(torch.arange(len(ds.y_train)), train_per_chunk, seed, f"train/{i}")
+        te = _subsample(torch.arange(len(ds.y_test)), test_per_chunk, seed, f"test/{i}")
+        xtr, xte = ds.x_train[tr], ds.x_test[te]
+        g = torch.Generator().manual_seed(derive_seed(seed, f"domain/{i}"))
+        if transform == "permutation":
+            d = xtr[0].numel()
+            perm = torch.arange(d) if (first_identity and i == 0) else torch.randperm(d, generator=g)
+            xtr = xtr.flatten(1)[:, perm].view_as(xtr)
+            xte = xte.flatten(1)[:, perm].view_as(xte)
+            params.append(f"perm{i}")
+        else:
+            if angles is not None:
+                angle = float(angles[i])
+            else:
+                angle = 0.0 if (first_identity and i == 0) else float(torch.rand((), generator=g)) * 180.0
+            xtr, xte = rotate(xtr, angle), rotate(xte, angle)
+            params.append(round(angle, 3))
+        name = f"{transform}{i}_0"
+        chunks.append(Chunk(i, xtr, ds.y_train[tr], classes, None, name))
+        evals.append(EvalSet(i, xte, ds.y_test[te], classes, None, name))
+    return Stream(
+        "domain_incremental", chunks, evals, ds.n_classes, ds.input_shape,
+        info={"transform": transform, "domains": params, "dataset": ds.name},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Online, blurry and drifting streams. Their boundaries are hidden from the learner by default
+# (``task_free``); the loop still evaluates at them, which gives the accuracy matrix.
+
+
+def online(
+    ds: Dataset, *, n_chunks: int = 5, split: str = "class", classes_per_chunk: int | None = None,
+    class_order: str | Sequence[int] = "natural", seed: int = 0,
+    train_per_chunk: int | None = None, test_per_chunk: int | None = None,
+) -> Stream:
+    """The online, task-free setting: a class-incremental split (or ``split="domain"``) whose chunk
+    boundaries are never announced to the learner (``end_chunk`` is not called).
+
+    One pass and small batches (10 in the literature) are set by the run config (``epochs = 1``,
+    ``batch_size = 10``).
+    """
+    if split == "class":
+        base = class_incremental(ds, n_chunks=n_chunks, classes_per_chunk=classes_per_chunk, class_order=class_order,
+                                 seed=seed, train_per_chunk=train_per_chunk, test_per_chunk=test_per_chunk)
+    elif split == "domain":
+        base = domain_incremental(ds, n_chunks=n_chunks, seed=seed, train_per_chunk=train_per_chunk,
+                                  test_per_chunk=test_per_chunk)
+    else:
+        raise ConfigError(f"online: split must be 'class' or 'domain' (a task-free stream has no task ids), got {split!r}")
+    return replace(base, name="online", task_free=True, info={**base.info, "split": split})
+
+
+def blurry(
+    ds: Dataset, *, n_chunks: int = 5, disjoint_ratio: float = 0.5, blurry_ratio: float = 0.1, seed: int = 0,
+    train_per_class: int | None = None, test_per_class: int | None = None, task_free: bool = True,
+) -> Stream:
+    """Stochastic blurry boundaries (Si-Blurry; Moon et al., ICCV 2023).
+
+    The classes, in a seeded random order, are cut at random points into ``n_chunks`` groups of
+    random sizes (at least one class each): each class's *home* chunk. A random ``disjoint_ratio``
+    of the classes are disjoint: all their samples stay at home. The others are blurry: a fraction
+    ``blurry_ratio`` of their training samples is moved to other chunks chosen uniformly at random,
+    so consecutive chunks share classes and chunk lengths vary. Evaluation set ``j`` holds the test
+    samples of chunk ``j``'s home classes.
+    """
+    n = ds.n_classes
+    if not 1 <= n_chunks <= n:
+        raise ConfigError(f"blurry: n_chunks must lie in [1, {n}] (each chunk needs a home class), got {n_chunks}")
+    for key, value in (("disjoint_ratio", disjoint_ratio), ("blurry_ratio", blurry_ratio)):
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"blurry: {key} must lie in [0, 1], got {value}")
+    g = torch.Generator().manual_seed(derive_seed(seed, "blurry"))
+    order = torch.randperm(n, generator=g).tolist()
+    cuts = sorted((torch.randperm(n - 1, generator=g)[: n_chunks - 1] + 1).tolist())
+    homes = [order[a:b] for a, b in zip([0, *cuts], [*cuts, n], strict=True)]
+    home_of = {c: i for i, cs in enumerate(homes) for c in cs}
+    n_blurry = round((1.0 - disjoint_ratio) * n)
+    blurry_classes = sorted(torch.randperm(n, generator=g)[:n_blurry].tolist())
+    assigned: list[list[Tensor]] = [[] for _ in range(n_chunks)]
+    for c in range(n):
+        idx = _subsample((ds.y_train == c).nonzero().flatten(), train_per_class, seed, f"blurry-train/{c}")
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        home = home_of[c]
+        k = round(blurry_ratio * len(idx)) if (c in blurry_classes and n_chunks > 1) else 0
+        moved, stay = idx[:k], idx[k:]
+        assigned[home].append(stay)
+        other = torch.randint(n_chunks - 1, (k,), generator=g) if k else torch.zeros(0, dtype=torch.int64)
+        other = other + (other >= home).long()  # uniform over the chunks other than home
+        for j in range(n_chunks):
+            assigned[j].append(moved[other == j])
+    chunks, evals = [], []
+    for i in range(n_chunks):
+        tr = torch.cat(assigned[i]).sort().values
+        cls = torch.tensor(sorted(homes[i]))
+        te = torch.cat([_subsample((ds.y_test == c).nonzero().flatten(), test_per_class, seed, f"blurry-test/{c}")
+                        for c in cls.tolist()]).sort().values
+        if len(tr) == 0 or len(te) == 0:
+            raise ConfigError(f"blurry: chunk {i} (home classes {cls.tolist()}) has no training or no test samples in {ds.name}")
+        name = f"task{i}_" + "-".join(map(str, cls.tolist()))
+        present = tuple(sorted(ds.y_train[tr].unique().tolist()))
+        chunks.append(Chunk(i, ds.x_train[tr], ds.y_train[tr], present, None, name))
+        evals.append(EvalSet(i, ds.x_test[te], ds.y_test[te], tuple(cls.tolist()), None, name))
+    return Stream(
+        "blurry", chunks, evals, ds.n_classes, ds.input_shape, task_free=task_free,
+        info={"home_classes": [sorted(h) for h in homes], "blurry_classes": blurry_classes,
+              "disjoint_ratio": disjoint_ratio, "blurry_ratio": blurry_ratio, "dataset": ds.name},
+    )
+
+
+def concept_drift(
+    ds: Dataset, *, n_chunks: int = 8, n_concepts: int = 3, seed: int = 0,
+    n_train: int | None = None, test_per_concept: int | None = None, task_free: bool = True,
+) -> Stream:
+    """Real concept drift by relabelling: the inputs keep their distribution, the labels change.
+
+    Concept 0 is the dataset's own labelling; concepts ``1..n_concepts-1`` relabel every class by a
+    seeded random permutation (distinct from the others). The training data (all of it, or a
+    seeded ``n_train`` samples) are cut at random points into ``n_chunks`` segments of random
+    lengths (between about a third and three times each other). The first ``n_concepts`` segments
+    visit the concepts in order; each later one switches to a seeded random concept other than the
+    current one, so old mappings recur. There is one evaluation set per concept: the test set under
+    that concept's labels.
+    """
+    n = ds.n_classes
+    if n_concepts < 2 or n < 2:
+        raise ConfigError(f"concept_drift: needs n_concepts >= 2 and at least 2 classes, got {n_concepts} and {n}")
+    if n_concepts > math.factorial(n):
+        raise ConfigError(f"concept_drift: {n} classes have only {math.factorial(n)} labellings; lower n_concepts")
+    if n_chunks <= n_concepts:
+        raise ConfigError(
+            f"concept_drift: n_chunks ({n_chunks}) must exceed n_concepts ({n_concepts}) so that an old "
+            "concept recurs; raise n_chunks or lower n_concepts"
+        )
+    g = torch.Generator().manual_seed(derive_seed(seed, "concept-drift"))
+    perms = [torch.arange(n)]
+    while len(perms) < n_concepts:
+        p = torch.randperm(n, generator=g)
+        if not any(torch.equal(p, q) for q in perms):
+            perms.append(p)
+    schedule = list(range(n_concepts))
+    while len(schedule) < n_chunks:
+        nxt = int(torch.randint(n_concepts - 1, (), generator=g))
+        schedule.append(nxt + (nxt >= schedule[-1]))  # any concept but the current one
+    pool = torch.randperm(len(ds.y_train), generator=g)
+    if n_train is not None:
+        if n_train < n_chunks:
+            raise ConfigError(f"concept_drift: n_train ({n_train}) must be at least n_chunks ({n_chunks})")
+        pool = pool[:n_train]
+    weights = 0.5 + torch.rand(n_chunks, generator=g, dtype=torch.float64)  # max/min length ratio <= 3
+    ends = (weights.cumsum(0) / weights.sum() * len(pool)).round().long().tolist()
+    starts = [0, *ends[:-1]]
+    if any(e <= s for s, e in zip(starts, ends, strict=True)):
+        raise ConfigError(f"concept_drift: {len(pool)} training samples are too few for {n_chunks} segments")
+    te = _subsample(torch.arange(len(ds.y_test)), test_per_concept, seed, "concept-drift-test")
+    classes = tuple(range(n))
+    chunks = []
+    for i, (s, e, c) in enumerate(zip(starts, ends, schedule, strict=True)):
+        idx = pool[s:e].sort().values
+        chunks.append(Chunk(i, ds.x_train[idx], perms[c][ds.y_train[idx]], classes, None, f"concept{c}_0"))
+    evals = [EvalSet(c, ds.x_test[te], perms[c][ds.y_test[te]], classes, None, f"concept{c}_0") for c in range(n_concepts)]
+    return Stream(
+        "concept_drift", chunks, evals, n, ds.input_shape, task_free=task_free,
+        info={"concepts": schedule, "permutations": [p.tolist() for p in perms], "drift_points": ends[:-1],
+              "dataset": ds.name},
+    )
+
+
+def _river_take(stream: object, n: int) -> tuple[Tensor, Tensor]:
+    """``n`` samples of a river generator as (x float32 (n, d), y int64 (n,)); features in key order."""
+    rows, labels = [], []
+    for x, y in stream.take(n):  # type: ignore[attr-defined]
+        rows.append([float(x[k]) for k in sorted(x)])
+        labels.append(int(y))
+    return torch.tensor(rows, dtype=torch.float32), torch.tensor(labels, dtype=torch.int64)
+
+
+def river_drift(
+    ds: Dataset | None = None, *, generator: str = "sea", n_chunks: int = 4, chunk_size: int = 2000,
+    test_size: int = 1000, concepts: Sequence[int] | None = None, noise: float = 0.0,
+    n_features: int = 10, n_classes: int = 2, n_centroids: int = 50, change_speed: float = 0.0,
+    seed: int = 0, task_free: bool = True,
+) -> Stream:
+    """Synthetic drifting streams from river's generators, as tensors; deterministic by ``seed``.
+
+    Chunk ``i`` draws ``chunk_size`` samples from concept ``concepts[i]``; the chunk boundaries are
+    the drift points (abrupt drift), and a concept listed twice recurs.
+
+    - ``generator="sea"``: SEA (Street & Kim 2001), 3 features in [0, 10] (scaled here by 1/10),
+      2 classes; a concept is SEA's ``variant`` 0-3 (default ``i % 4``). ``noise`` flips labels in
+      training only.
+    - ``generator="rbf"``: RandomRBFDrift; a concept is a centroid layout (``seed_model`` derived
+      from ``seed`` and the concept id; default concept ``i % 3``); ``change_speed > 0`` adds
+      gradual drift within a chunk.
+
+    There is one evaluation set per concept (``test_size`` noise-free samples; for RBF, at the
+    concept's initial centroids). The ``ds`` argument is ignored: the data come from river.
+    """
+    from river.datasets import synth  # imported here: river is only needed for this scenario
+
+    if generator not in ("sea", "rbf"):
+        raise ConfigError(f"river_drift: generator must be 'sea' or 'rbf', got {generator!r}")
+    if n_chunks < 1 or chunk_size < 1 or test_size < 1:
+        raise ConfigError("river_drift: n_chunks, chunk_size and test_size must be >= 1")
+    if not 0.0 <= noise <= 1.0:
+        raise ConfigError(f"river_drift: noise must lie in [0, 1], got {noise}")
+    if concepts is None:
+        concepts = [i % (4 if generator == "sea" else 3) for i in range(n_chunks)]
+    concepts = [int(c) for c in concepts]
+    if len(concepts) != n_chunks:
+        raise ConfigError(f"river_drift: {len(concepts)} concepts given for {n_chunks} chunks")
+    if generator == "sea" and any(not 0 <= c <= 3 for c in concepts):
+        raise ConfigError(f"river_drift: SEA has concepts (variants) 0-3, got {concepts}")
+    if generator == "rbf" and (any(c < 0 for c in concepts) or n_classes < 2 or n_features < 1 or n_centroids < 1):
+        raise ConfigError("river_drift: rbf needs concept ids >= 0, n_classes >= 2, n_features >= 1, n_centroids >= 1")
+
+    def seed_of(tag: str) -> int:
+        return derive_seed(seed, f"river/{generator}/{tag}") % (2**31)
+
+    def source(concept: int, tag: str, *, train: bool) -> object:
+        if generator == "sea":
+            return synth.SEA(variant=concept, noise=noise if train else 0.0, seed=seed_of(tag))
+        return synth.RandomRBFDrift(
+            seed_model=seed_of(f"model/{concept}"), seed_sample=seed_of(tag), n_classes=n_classes,
+            n_features=n_features, n_centroids=n_centroids, change_speed=change_speed if train else 0.0,
+            n_drift_centroids=n_centroids,
+        )
+
+    scale = 0.1 if generator == "sea" else 1.0
+    k = 2 if generator == "sea" else n_classes
+    classes = tuple(range(k))
+    first_seen = list(dict.fromkeys(concepts))
+    chunks = []
+    for i, c in enumerate(concepts):
+        x, y = _river_take(source(c, f"train/{i}", train=True), chunk_size)
+        chunks.append(Chunk(i, x * scale, y, classes, None, f"{generator}{c}_0"))
+    evals = []
+    for j, c in enumerate(first_seen):
+        x, y = _river_take(source(c, f"test/{c}", train=False), test_size)
+        evals.append(EvalSet(j, x * scale, y, classes, None, f"{generator}{c}_0"))
+    return Stream(
+        "river_drift", chunks, evals, k, tuple(chunks[0].x.shape[1:]), task_free=task_free,
+        info={"generator": generator, "concepts": concepts, "drift_points": [chunk_size * i for i in range(1, n_chunks)],
+              "dataset": f"river.{generator}"},
+    )
+
+
+@dataclass(frozen=True)
+class ScenarioInfo:
+    name: str
+    description: str
+    build: Callable[..., Stream]
+
+
+SCENARIOS: dict[str, ScenarioInfo] = {
+    s.name: s
+    for s in (
+        ScenarioInfo("class_incremental", "disjoint classes per chunk, no task id, single head", class_incremental),
+        ScenarioInfo("task_incremental", "disjoint classes per chunk, task id given, per-task prediction", task_incremental),
+        ScenarioInfo("domain_incremental", "same classes, new input domain per chunk (permutation or rotation)", domain_incremental),
+        ScenarioInfo("online", "task-free online stream: class-incremental split, boundaries hidden", online),
+        ScenarioInfo("blurry", "Si-Blurry: random class groups and chunk lengths, classes overlap across chunks", blurry),
+        ScenarioInfo("concept_drift", "labels remapped by seeded permutations at random times; old mappings recur", concept_drift),
+        ScenarioInfo("river_drift", "river's SEA / RandomRBFDrift generators with drift points (dataset ignored)", river_drift),
+    )
+}
+
+
+def build_stream(name: str, ds: Dataset, *, seed: int, **options: object) -> Stream:
+    """Build a registered scenario; unknown names or options raise :class:`ConfigError`."""
+    if name not in SCENARIOS:
+        raise ConfigError(f"unknown scenario {name!r}; choose one of: {', '.join(sorted(SCENARIOS))}")
+    try:
+        return SCENARIOS[name].build(ds, seed=seed, **options)
+    except TypeError as e:
+        raise ConfigError(f"scenario {name!r}: {e}".replace(f"{SCENARIOS[name].build.__name__}() ", "")) from None
+
+
+# L2M lifetimes (condensed, dispersed, alternating, permuted, single-task expert) build on the
+# splits above; they live in their own module, imported last because it imports this one.
+from lifelong.data import lifetimes as _l2m  # noqa: E402
+
+SCENARIOS.update({name: ScenarioInfo(name, text, build) for name, text, build in _l2m.L2M_SCENARIOS})

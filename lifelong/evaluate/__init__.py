@@ -1,0 +1,48 @@
+"""Metrics: pure functions from a run log (a list of :class:`lifelong.log.Record`) to numbers.
+
+``classic``
+    The accuracy-matrix family (ACC, AIA, BWT, FWT, forgetting, intransigence, learning accuracy),
+    online and near-future accuracy, the stability gap, and the mean and std across seeds.
+``l2m``
+    The lifelong-learning (L2M) metrics. Import them from ``lifelong.evaluate.l2m``.
+"""
+
+from lifelong.evaluate.classic import (
+    SeedError,
+    acc,
+    accuracy_matrix,
+    aia,
+    bwt,
+    classic_metrics,
+    forgetting,
+    forgetting_first,
+    fwt,
+    intransigence,
+    learning_accuracy,
+    near_future_accuracy,
+    online_accuracy,
+    random_init_accuracy,
+    seeds,
+    stability_gap,
+    summarize,
+)
+
+__all__ = [
+    "SeedError",
+    "acc",
+    "accuracy_matrix",
+    "aia",
+    "bwt",
+    "classic_metrics",
+    "forgetting",
+    "forgetting_first",
+    "fwt",
+    "intransigence",
+    "learning_accuracy",
+    "near_future_accuracy",
+    "online_accuracy",
+    "random_init_accuracy",
+    "seeds",
+    "stability_gap",
+    "summarize",
+]

@@ -1,0 +1,212 @@
+"""Run directories: execute a :class:`~lifelong.experiments.config.RunConfig` over its seeds, with checkpoints
+after every chunk and exact resume.
+
+``runs/<name>/`` holds ``config.toml``, ``log.jsonl``, ``metrics.json``, ``report.md`` and
+``checkpoints/seed<s>.pt``. A checkpoint is a ``state_dict`` (learner, optimiser, memory,
+generators) plus the position in the stream and the byte length the log had at that point, so a
+resumed run truncates the log there and continues exactly as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lifelong.experiments.config import RunConfig, load_config
+from lifelong.data import Dataset
+from lifelong.data.datasets import load_dataset
+from lifelong.errors import CheckpointError, ConfigError
+from lifelong.learn.methods import LEARNERS, Learner, hyperparameters, make_learner
+from lifelong.log import Record, RunLog, read_log
+from lifelong.learn.loop import LoopConfig, iter_run, training_view
+from lifelong.learn.nets import build_model
+from lifelong.data.scenarios import Stream, build_stream
+
+CHECKPOINT_VERSION = 1
+
+
+def load_data(cfg: RunConfig) -> Dataset:
+    opts = {k: v for k, v in cfg.dataset.items() if k != "name"}
+    return load_dataset(cfg.dataset["name"], **opts)
+
+
+def make_stream(cfg: RunConfig, ds: Dataset, seed: int) -> Stream:
+    opts = {k: v for k, v in cfg.scenario.items() if k != "name"}
+    return build_stream(cfg.scenario["name"], ds, seed=seed, **opts)
+
+
+def make_run_learner(cfg: RunConfig, stream: Stream, seed: int) -> Learner:
+    model_opts = {k: v for k, v in cfg.model.items() if k != "kind"}
+    model = build_model(cfg.model.get("kind", "mlp"), stream.input_shape, stream.n_classes, seed=seed, **model_opts)
+    hp = {k: v for k, v in cfg.learner.items() if k != "name"}
+    accepted = hyperparameters(LEARNERS[cfg.learner_name]) if cfg.learner_name in LEARNERS else {}
+    for key in ("lr", "momentum"):
+        if key in cfg.train and key in accepted:
+            hp.setdefault(key, cfg.train[key])
+    return make_learner(cfg.learner_name, model, seed=seed, task_classes=stream.task_classes, **hp)
+
+
+def loop_config(cfg: RunConfig) -> LoopConfig:
+    t = cfg.train
+    return LoopConfig(epochs=t.get("epochs", 1), batch_size=t.get("batch_size", 32),
+                      eval_every=t.get("eval_every", 0), eval_batch_size=t.get("eval_batch_size", 2048),
+                      near_future=t.get("near_future", 0))
+
+
+def checkpoint_path(run_dir: Path, seed: int) -> Path:
+    return run_dir / "checkpoints" / f"seed{seed}.pt"
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as e:  # torch raises many types for a damaged zip or pickle stream
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}); delete it to restart that seed"
+        ) from None
+    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION or "learner" not in state:
+        raise CheckpointError(f"checkpoint {path} is not a lifelong v{CHECKPOINT_VERSION} checkpoint; delete it to restart that seed")
+    return state
+
+
+@dataclass
+class Progress:
+    """What the runner reports to a progress display."""
+
+    seed: int
+    chunk: int
+    n_chunks: int
+    batch: int
+    n_batches: int
+    loss: float | None
+
+
+def iter_seed(
+    cfg: RunConfig, ds: Dataset, seed: int, run_dir: Path | None, log: RunLog | None, state: dict | None = None,
+) -> Iterator[tuple[Record, Stream]]:
+    """Run one seed, writing records to ``log`` and checkpoints after every chunk."""
+    stream = make_stream(cfg, ds, seed)
+    learner = make_run_learner(cfg, stream, seed)
+    start_chunk = start_step = 0
+    if state is not None:
+        try:
+            learner.load_state_dict(state["learner"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"checkpoint for seed {seed} does not match this run's config ({e})") from None
+        start_chunk, start_step = int(state["next_chunk"]), int(state["step"])
+    n_chunks = len(training_view(stream, learner.data_view))
+    for rec in iter_run(stream, learner, loop_config(cfg), seed=seed, start_chunk=start_chunk,
+                        start_step=start_step, meta={"dataset": ds.name, "seed": seed}):
+        if log is not None:
+            log.write(rec)
+        if rec.kind == "chunk_end" and log is not None and run_dir is not None and cfg.checkpoint:
+            log.flush()
+            save_checkpoint(checkpoint_path(run_dir, seed), {
+                "version": CHECKPOINT_VERSION, "seed": seed, "next_chunk": rec.chunk + 1, "step": rec.step,
+                "finished": rec.chunk + 1 == n_chunks, "log_offset": log.offset, "learner": learner.state_dict(),
+            })
+        yield rec, stream
+
+
+def execute(
+    cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, force: bool = False,
+    on_progress: Callable[[Progress], None] | None = None, reference: str | Path | None = None,
+) -> dict[str, Any]:
+    """Run every seed of ``cfg`` into ``run_dir`` and write metrics and the report. Returns the metrics."""
+    run_dir = Path(run_dir)
+    log_path = run_dir / "log.jsonl"
+    if resume:
+        if not (run_dir / "config.toml").is_file():
+            raise CheckpointError(f"{run_dir} is not a run directory (no config.toml); nothing to resume")
+        cfg = load_config(run_dir / "config.toml")
+    elif log_path.exists() and not force:
+        raise ConfigError(f"{run_dir} already holds a run; use --resume to continue it, --force to overwrite, or --name")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    ds = load_data(cfg)
+    # Validate the whole config (scenario options, model, learner hyper-parameters) before anything
+    # is written, so a bad request leaves no half-made run directory behind.
+    make_run_learner(cfg, make_stream(cfg, ds, cfg.seeds[0]), cfg.seeds[0])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        for old in (run_dir / "checkpoints").glob("seed*.pt"):
+            old.unlink()
+        for old in (run_dir / "ste").glob("*/log.jsonl"):  # experts of an overwritten run
+            old.unlink()
+        (run_dir / "config.toml").write_text(cfg.to_toml(), encoding="utf-8")
+
+    # Where does each seed stand? Seeds run in order; the log is cut where the last checkpoint was.
+    states: dict[int, dict | None] = {}
+    offset = 0
+    if resume:
+        for seed in cfg.seeds:
+            path = checkpoint_path(run_dir, seed)
+            states[seed] = load_checkpoint(path) if path.exists() else None
+            if states[seed] is not None:
+                offset = int(states[seed]["log_offset"])
+            if states[seed] is None or not states[seed]["finished"]:
+                break
+    t0 = time.perf_counter()
+    with RunLog(log_path, truncate_to=offset) as log:
+        for seed in cfg.seeds:
+            state = states.get(seed)
+            if state is not None and state["finished"]:
+                continue
+            for rec, stream in iter_seed(cfg, ds, seed, run_dir, log, state):
+                if on_progress is not None and rec.kind == "train":
+                    n_chunks = len(stream.chunks) if LEARNERS[cfg.learner_name].data_view != "joint" else 1
+                    chunk_len = len(stream.chunks[min(rec.chunk, len(stream.chunks) - 1)])
+                    on_progress(Progress(seed, rec.chunk, n_chunks, rec.step, -(-chunk_len // loop_config(cfg).batch_size),
+                                         rec.loss_sum / rec.n if rec.n else None))
+        log.flush()
+    wall_time = time.perf_counter() - t0
+    if cfg.scenario.get("ste"):  # L2M single-task experts, stored under <run>/ste/ (lifelong.data.lifetimes)
+        from lifelong.data.lifetimes import run_experts
+
+        run_experts(cfg, run_dir, ds)
+    return write_outputs(run_dir, reference=reference, wall_time=wall_time)
+
+
+def write_outputs(run_dir: str | Path, *, reference: str | Path | None = None, wall_time: float | None = None) -> dict[str, Any]:
+    """(Re)compute ``metrics.json`` and ``report.md`` from the log: a pure function of the log."""
+    from lifelong.data.lifetimes import l2m_section
+    from lifelong.evaluate import accuracy_matrix, classic_metrics, seeds, summarize
+    from lifelong.report import markdown_report
+
+    run_dir = Path(run_dir)
+    records = read_log(run_dir / "log.jsonl")
+    ref_matrix = None
+    if reference is not None:
+        ref_records = read_log(Path(reference) / "log.jsonl")
+        ref_matrix = accuracy_matrix(ref_records, seeds(ref_records)[0])
+    per_seed = {s: classic_metrics(records, s, reference=ref_matrix) for s in seeds(records)}
+    metrics = {
+        "per_seed": {str(s): m for s, m in per_seed.items()},
+        "summary": {k: list(v) for k, v in summarize(list(per_seed.values())).items()},
+        "accuracy_matrix": {str(s): accuracy_matrix(records, s).tolist() for s in per_seed},
+    }
+    l2m = l2m_section(run_dir, records)  # L2M lifetime metrics of every seed (with STE data if any)
+    if l2m is not None:
+        metrics["l2m"] = l2m
+    if wall_time is not None:
+        metrics["wall_time_s"] = round(wall_time, 3)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n", encoding="utf-8")
+    (run_dir / "report.md").write_text(markdown_report(run_dir, records, metrics), encoding="utf-8")
+    return metrics

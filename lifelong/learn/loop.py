@@ -1,0 +1,148 @@
+"""The training and evaluation loop: :func:`iter_run` yields the :class:`~lifelong.log.Record`s of
+one seed's run. Progress bars, log writers and checkpointing consume the records; they live
+outside the loop.
+
+Order of records: ``meta``; ``eval`` of the untrained network (chunk -1, for FWT); then per chunk
+``train`` records (one per batch, periodic ``eval``s every ``eval_every`` batches), the learner's
+``end_chunk`` (unless the stream is task-free), one boundary ``eval`` per evaluation set (row i of
+the accuracy matrix), and ``chunk_end``.
+
+Sleep chunks (``stream.info["sleep_chunks"]``, from the L2M lifetimes) are consolidation blocks:
+each batch is replaced by a replay step (:func:`sleep_step`), their ``train`` records carry
+``extra["subtype"] = "sleep"``, and ``end_chunk`` is not called after them (no new task ended).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from lifelong.data import Batch, Chunk, EvalSet
+from lifelong.errors import ConfigError
+from lifelong.learn.base import Learner, StepStats
+from lifelong.seeding import derive_seed
+from lifelong.log import Record
+from lifelong.learn.memory import TensorMemory
+from lifelong.data.scenarios import Stream
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    epochs: int = 1
+    batch_size: int = 32
+    eval_every: int = 0  # evaluate every N training batches inside a chunk (0 = boundaries only)
+    eval_batch_size: int = 2048
+    # > 0: after each update, score the batch this many steps ahead in the chunk (near-future
+    # online accuracy, Hammoud et al. ICCV 2023); counts go to the train record's extra.
+    near_future: int = 0
+
+
+def training_view(stream: Stream, data_view: str) -> list[Chunk]:
+    """The chunks a learner trains on: the stream itself, cumulative unions, or one joint chunk."""
+    if data_view == "stream":
+        return stream.chunks
+    if data_view not in ("cumulative", "joint"):
+        raise ValueError(f"unknown data view {data_view!r}")
+    out, xs, ys, ts, classes = [], [], [], [], []
+    for c in stream.chunks:
+        xs.append(c.x), ys.append(c.y), ts.append(c.task), classes.extend(c.classes)
+        if data_view == "cumulative" or c is stream.chunks[-1]:
+            task = torch.cat(ts) if ts[0] is not None else None
+            name = f"{data_view}{len(out)}_0"
+            out.append(Chunk(len(out), torch.cat(xs), torch.cat(ys), tuple(dict.fromkeys(classes)), task, name))
+    return out
+
+
+@torch.no_grad()
+def evaluate(learner: Learner, ev: EvalSet, batch_size: int) -> tuple[int, int, float]:
+    """Raw counts ``(n, n_correct, loss_sum)`` of the learner's predictions on one evaluation set."""
+    n_correct, loss_sum = 0, 0.0
+    for s in range(0, len(ev), batch_size):
+        y = ev.y[s : s + batch_size]
+        task = ev.task[s : s + batch_size] if ev.task is not None else None
+        logits = learner.predict(ev.x[s : s + batch_size], task)
+        n_correct += int((logits.argmax(1) == y).sum())
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+    return len(ev), n_correct, loss_sum
+
+
+@torch.no_grad()
+def near_future_counts(learner: Learner, batches: list[Batch], index: int) -> dict[str, int]:
+    """``{"nf_n", "nf_correct"}`` of the learner's predictions on ``batches[index]`` (no training);
+    empty past the end of the chunk."""
+    if index >= len(batches):
+        return {}
+    b = batches[index]
+    n_correct = int((learner.predict(b.x, b.task).argmax(1) == b.y).sum())
+    return {"nf_n": len(b), "nf_correct": n_correct}
+
+
+def sleep_step(learner: Learner, batch: Batch, generator: torch.Generator) -> tuple[StepStats, dict]:
+    """One consolidation step of a sleep block; returns the step's counts and the record's extra.
+
+    A learner with a non-empty replay memory (``learner.memory``) trains on a batch sampled from it;
+    any other learner rehearses ``batch`` (the sleep chunk's stored samples). The update is plain
+    cross-entropy on the network (``learner.model``), without the method's own terms and without
+    touching its memory. The counts are on the replayed batch, before the update.
+    """
+    if not isinstance(learner, Learner):
+        raise ConfigError(f"sleep blocks need a lifelong.learn.base.Learner, got {type(learner).__name__}")
+    memory = getattr(learner, "memory", None)
+    source = "rehearsal"
+    if isinstance(memory, TensorMemory) and len(memory):
+        batch, source = memory.sample(len(batch), generator), "memory"
+    learner.train_mode()
+    logits = learner.model(batch.x)
+    loss = learner.ce(logits, batch.y, batch.task)
+    n_correct = int((learner.mask(logits.detach(), batch.task).argmax(1) == batch.y).sum())
+    learner.step(loss)
+    return StepStats(len(batch), n_correct, float(loss.detach()) * len(batch)), {"subtype": "sleep", "source": source}
+
+
+def _evaluate_all(learner: Learner, stream: Stream, cfg: LoopConfig, *, seed: int, chunk: int, step: int, boundary: bool) -> Iterator[Record]:
+    for ev in stream.eval_sets:
+        n, n_correct, loss_sum = evaluate(learner, ev, cfg.eval_batch_size)
+        yield Record("eval", seed=seed, chunk=chunk, task=ev.index, step=step, n=n, n_correct=n_correct,
+                     loss_sum=loss_sum, boundary=boundary)
+
+
+def iter_run(
+    stream: Stream, learner: Learner, cfg: LoopConfig, *, seed: int,
+    start_chunk: int = 0, start_step: int = 0, meta: dict | None = None,
+) -> Iterator[Record]:
+    """Run ``learner`` over ``stream`` and yield its records.
+
+    ``start_chunk``/``start_step`` continue a run whose state was restored from a checkpoint taken
+    after chunk ``start_chunk - 1``; the records then continue exactly as in an uninterrupted run.
+    """
+    chunks = training_view(stream, learner.data_view)
+    sleeping = set(stream.info.get("sleep_chunks", ())) if learner.data_view == "stream" else set()
+    step = start_step
+    if start_chunk == 0:
+        yield Record("meta", seed=seed, extra={**stream.describe(), "learner": learner.name,
+                                              "data_view": learner.data_view, **(meta or {})})
+        yield from _evaluate_all(learner, stream, cfg, seed=seed, chunk=-1, step=0, boundary=True)
+    for chunk in chunks[start_chunk:]:
+        for epoch in range(cfg.epochs):
+            # Shuffling depends only on (seed, chunk, epoch), so a resumed run reshuffles identically.
+            g = torch.Generator().manual_seed(derive_seed(seed, f"shuffle/{chunk.index}/{epoch}"))
+            batches = list(chunk.batches(cfg.batch_size, g))
+            for i, batch in enumerate(batches):
+                if chunk.index in sleeping:
+                    s, extra = sleep_step(learner, batch, g)
+                    step += 1
+                else:
+                    s = learner.observe(batch)
+                    step += 1
+                    extra = near_future_counts(learner, batches, i + cfg.near_future) if cfg.near_future else {}
+                yield Record("train", seed=seed, chunk=chunk.index, epoch=epoch, step=step,
+                             n=s.n, n_correct=s.n_correct, loss_sum=s.loss_sum, extra=extra)
+                if cfg.eval_every and step % cfg.eval_every == 0:
+                    yield from _evaluate_all(learner, stream, cfg, seed=seed, chunk=chunk.index, step=step, boundary=False)
+        if not stream.task_free and chunk.index not in sleeping:
+            learner.end_chunk()
+        yield from _evaluate_all(learner, stream, cfg, seed=seed, chunk=chunk.index, step=step, boundary=True)
+        yield Record("chunk_end", seed=seed, chunk=chunk.index, step=step)

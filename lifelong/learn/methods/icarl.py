@@ -1,0 +1,241 @@
+"""iCaRL: incremental classifier and representation learning.
+
+Paper: Rebuffi, Kolesnikov, Sperl, Lampert, "iCaRL: Incremental Classifier and Representation
+Learning", CVPR 2017.
+
+- **Representation learning.** Each step trains on the incoming batch plus a batch of exemplars
+  with sigmoid binary cross-entropy, summed over classes: one-hot targets for the *new* classes
+  (seen since the last boundary) and, for the *old* classes, the sigmoid outputs of the network
+  frozen at the last boundary (distillation).
+- **Exemplar management** (at each ``end_chunk``). With ``K = mem_size`` and ``t`` classes seen,
+  every class keeps ``m = K // t`` exemplars: old sets are cut to their first ``m`` (they are kept
+  in herding order, so the cut keeps the best), and each class of the chunk gets ``m`` exemplars
+  chosen by herding: the k-th exemplar is the sample whose feature brings the mean of the chosen
+  features closest to the class mean.
+- **Classification** by the nearest mean of exemplars (NME): features are L2-normalised, class
+  means are means of normalised exemplar features, re-normalised. :meth:`ICaRL.predict` returns
+  minus the distances as ``(B, n_classes)`` scores; classes without exemplars get
+  :data:`UNSEEN_SCORE`. Before the first boundary there are no exemplars and the network's logits
+  are returned.
+
+Settings: class-incremental (the paper's) and task-incremental (the declared task mask restricts
+both loss and scores). It needs chunk boundaries. Domain-incremental streams run but degenerate:
+after the first boundary every class is old, so only distillation is left on new data.
+
+Deviations
+----------
+- Streaming: the paper trains on the union of the new data and all exemplars for several epochs;
+  here each incoming batch is joined by ``replay_batch`` exemplars drawn uniformly (default: as many
+  as incoming samples).
+- Herding runs at the boundary over a bounded reservoir sample of the chunk (``chunk_buffer``
+  samples, default 2000) rather than over all of it; any exemplars the class already has are
+  candidates too (only matters when a class recurs).
+- Class means are computed from the exemplars with the current network whenever ``predict`` is
+  called (the paper recomputes them after each training phase; this is the same at boundaries and
+  stays consistent with the network mid-chunk). No flipped-image augmentation of the means.
+- The network keeps a fixed head; logits of classes never seen are left out of the loss instead of
+  growing the head.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lifelong.data import Batch
+from lifelong.learn.base import Learner, StepStats
+from lifelong.seeding import derive_seed
+from lifelong.learn.memory import ReservoirMemory, TensorMemory
+
+#: NME score of a class without exemplars. Normalised features are at most 2 apart, so this ranks
+#: such classes last and gives them a softmax probability below e^-98, while staying finite.
+UNSEEN_SCORE = -100.0
+
+
+def herding(features: Tensor, m: int) -> Tensor:
+    """Indices of ``min(m, n)`` rows of ``features`` (n, d), chosen by herding, in selection order.
+
+    The k-th choice minimises ``‖μ − (φ(x) + Σ_{j<k} φ(p_j)) / k‖`` over the rows not yet chosen,
+    with ``μ`` the mean row (iCaRL's Algorithm 4).
+
+    Examples
+    --------
+    >>> herding(torch.tensor([[0.0], [1.0], [3.0]]), 2)  # mean 4/3: 1.0 first, then 3.0 (mean 2)
+    tensor([1, 2])
+    """
+    n = features.shape[0]
+    mu = features.mean(0)  # (d,)
+    chosen = torch.zeros(n, dtype=torch.bool)
+    running = torch.zeros_like(mu)  # sum of the chosen features
+    order = []
+    for k in range(1, min(m, n) + 1):
+        dist = (mu - (running + features) / k).norm(dim=1)  # (n,)
+        dist[chosen] = float("inf")
+        i = int(dist.argmin())
+        order.append(i)
+        chosen[i] = True
+        running += features[i]
+    return torch.tensor(order, dtype=torch.int64)
+
+
+class ExemplarMemory(TensorMemory):
+    """Per-class exemplar sets in one preallocated buffer of ``capacity`` slots.
+
+    Invariant: slots ``0 .. size-1`` are filled and, within each class, are in priority (herding)
+    order, so cutting a class to ``m`` exemplars keeps its first ``m`` slots.
+    """
+
+    def _keep(self, keep: Tensor) -> None:
+        """Compact the filled slots to those where ``keep`` (size,) is true, preserving order."""
+        kept = self.get(keep.nonzero().flatten())  # advanced indexing copies the rows
+        k = len(kept)
+        self._write(torch.arange(k), torch.arange(k), kept, {})
+        self.size = k
+
+    def reduce(self, m: int) -> None:
+        """Keep the first ``m`` exemplars of every class."""
+        if self.size == 0:
+            return
+        y = self.y[: self.size]
+        rank = F.one_hot(y).cumsum(0).gather(1, y[:, None]).squeeze(1) - 1  # position within its class
+        self._keep(rank < m)
+
+    def replace_class(self, c: int, exemplars: Batch) -> None:
+        """Make ``exemplars`` (in priority order) the whole exemplar set of class ``c``."""
+        if self.size:
+            self._keep(self.y[: self.size] != c)
+        if len(exemplars) == 0:
+            return
+        self._allocate(exemplars, {})
+        n = len(exemplars)
+        if self.size + n > self.capacity:
+            raise ValueError(f"exemplar memory overflow: {self.size} + {n} > {self.capacity}")
+        self._write(torch.arange(self.size, self.size + n), torch.arange(n), exemplars, {})
+        self.size += n
+
+    def of_class(self, c: int) -> Batch:
+        return self.get((self.y[: self.size] == c).nonzero().flatten())
+
+
+def _cat(a: Batch, b: Batch) -> Batch:
+    task = torch.cat([a.task, b.task]) if a.task is not None and b.task is not None else None
+    return Batch(torch.cat([a.x, b.x]), torch.cat([a.y, b.y]), task)
+
+
+def _take(batch: Batch, idx: Tensor) -> Batch:
+    return Batch(batch.x[idx], batch.y[idx], batch.task[idx] if batch.task is not None else None)
+
+
+class ICaRL(Learner):
+    name = "icarl"
+    description = "iCaRL: herding exemplars, nearest-mean-of-exemplars classifier, distillation"
+    paper = "Rebuffi et al. 2017, iCaRL: Incremental Classifier and Representation Learning (CVPR)"
+
+    def __init__(self, model: nn.Module, *, mem_size: int = 500, replay_batch: int | None = None,
+                 chunk_buffer: int = 2000, **base) -> None:
+        super().__init__(model, **base)
+        self.mem_size, self.replay_batch, self.chunk_buffer_size = mem_size, replay_batch, chunk_buffer
+        self.exemplars = ExemplarMemory(mem_size)
+        self.chunk_buffer = ReservoirMemory(chunk_buffer, seed=derive_seed(self.seed, "chunk-buffer/0"))
+        self.teacher: nn.Module | None = None
+        self.old_classes = torch.zeros(self.n_classes, dtype=torch.bool)
+
+    # -- representation learning ----------------------------------------------------------------
+    def icarl_loss(self, x: Tensor, logits: Tensor, y: Tensor, task: Tensor | None, active: Tensor) -> Tensor:
+        """Sigmoid BCE summed over the ``active`` (C,) classes, mean over samples: one-hot targets
+        on new classes, the frozen network's sigmoid outputs on old ones."""
+        target = F.one_hot(y, self.n_classes).float()  # (N, C)
+        if self.teacher is not None:
+            with torch.no_grad():
+                q = torch.sigmoid(self.teacher(x))
+            target = torch.where(self.old_classes, q, target)
+        weight = active.expand_as(target)
+        if task is not None and self._task_mask is not None:
+            weight = weight & self._task_mask[task]
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        return (bce * weight).sum(1).mean()
+
+    def observe(self, batch: Batch) -> StepStats:
+        self.check_batch(batch)
+        self.model.train()
+        logits = self.model(batch.x)  # (B, C)
+        train = batch
+        out = logits
+        if len(self.exemplars):
+            mb = self.exemplars.sample(self.replay_batch or len(batch), self.generator)
+            train = _cat(batch, mb)
+            out = torch.cat([logits, self.model(mb.x)])
+        active = self.seen_classes.clone()
+        active[batch.y] = True  # the head's classes so far, this batch's included
+        self.step(self.icarl_loss(train.x, out, train.y, train.task, active))
+        self.chunk_buffer.add(batch)
+        return self.stats(logits, batch, self.ce(logits.detach(), batch.y, batch.task))
+
+    # -- exemplar management --------------------------------------------------------------------
+    @torch.no_grad()
+    def normalised_features(self, x: Tensor) -> Tensor:
+        was_training = self.model.training
+        self.model.eval()
+        f = F.normalize(self.model.features(x), dim=1)
+        self.model.train(was_training)
+        return f
+
+    def end_chunk(self) -> None:
+        if len(self.chunk_buffer):
+            m = self.mem_size // int(self.seen_classes.sum())
+            self.exemplars.reduce(m)
+            chunk = self.chunk_buffer.all()
+            for c in chunk.y.unique().tolist():
+                candidates = _take(chunk, (chunk.y == c).nonzero().flatten())
+                if len(self.exemplars):  # a recurring class: its exemplars compete again
+                    candidates = _cat(candidates, self.exemplars.of_class(c))
+                order = herding(self.normalised_features(candidates.x), m)
+                self.exemplars.replace_class(c, _take(candidates, order))
+        self.teacher = self._frozen_copy(self.model.state_dict())
+        self.old_classes = self.seen_classes.clone()
+        seed = int(torch.randint(2**62, (1,), generator=self.generator))  # reproducible from the state
+        self.chunk_buffer = ReservoirMemory(self.chunk_buffer_size, seed=seed)
+
+    # -- nearest mean of exemplars --------------------------------------------------------------
+    @torch.no_grad()
+    def class_means(self) -> tuple[Tensor, Tensor]:
+        """Re-normalised means of normalised exemplar features ``(C, d)`` and which classes have one."""
+        ex = self.exemplars.all()
+        f = self.normalised_features(ex.x)  # (M, d)
+        sums = torch.zeros(self.n_classes, f.shape[1]).index_add_(0, ex.y, f)
+        has = torch.bincount(ex.y, minlength=self.n_classes) > 0
+        return F.normalize(sums, dim=1), has
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, task: Tensor | None = None) -> Tensor:
+        if len(self.exemplars) == 0:
+            return super().predict(x, task)
+        means, has = self.class_means()
+        scores = torch.full((x.shape[0], self.n_classes), UNSEEN_SCORE)
+        scores[:, has] = -torch.cdist(self.normalised_features(x), means[has])
+        return self.mask(scores, task)
+
+    # -- state ----------------------------------------------------------------------------------
+    def _frozen_copy(self, weights: dict) -> nn.Module:
+        teacher = copy.deepcopy(self.model).eval()
+        teacher.load_state_dict(weights)
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        return teacher
+
+    def extra_state(self) -> dict:
+        return {
+            "exemplars": self.exemplars.state_dict(),
+            "chunk_buffer": self.chunk_buffer.state_dict(),
+            "teacher": self.teacher.state_dict() if self.teacher is not None else None,
+            "old_classes": self.old_classes.clone(),
+        }
+
+    def load_extra_state(self, state: dict) -> None:
+        self.exemplars.load_state_dict(state["exemplars"])
+        self.chunk_buffer.load_state_dict(state["chunk_buffer"])
+        self.teacher = None if state["teacher"] is None else self._frozen_copy(state["teacher"])
+        self.old_classes = state["old_classes"].clone()
