@@ -32,6 +32,7 @@ from torch import Tensor
 
 from lifelong.data import Chunk, Dataset, EvalSet
 from lifelong.errors import ConfigError
+from lifelong.registry import Registry
 from lifelong.seeding import derive_seed
 
 
@@ -456,7 +457,7 @@ class ScenarioInfo:
     build: Callable[..., Stream]
 
 
-SCENARIOS: dict[str, ScenarioInfo] = {
+SCENARIOS: Registry = Registry("scenario", {
     s.name: s
     for s in (
         ScenarioInfo("class_incremental", "disjoint classes per chunk, no task id, single head", class_incremental),
@@ -467,7 +468,7 @@ SCENARIOS: dict[str, ScenarioInfo] = {
         ScenarioInfo("concept_drift", "labels remapped by seeded permutations at random times; old mappings recur", concept_drift),
         ScenarioInfo("river_drift", "river's SEA / RandomRBFDrift generators with drift points (dataset ignored)", river_drift),
     )
-}
+})
 
 
 def build_stream(name: str, ds: Dataset, *, seed: int, **options: object) -> Stream:

@@ -41,9 +41,10 @@ from typing import Any
 import tomli_w
 
 from lifelong.errors import ConfigError
+from lifelong.plugins import load_plugins
 
 SECTIONS = ("dataset", "scenario", "model", "train", "learner", "reference")
-TOP_LEVEL = ("name", "seeds", "threads", "checkpoint")
+TOP_LEVEL = ("name", "seeds", "threads", "checkpoint", "plugins")
 TRAIN_KEYS = {"epochs": int, "batch_size": int, "lr": float, "momentum": float, "eval_every": int, "eval_batch_size": int,
               "near_future": int}
 
@@ -54,6 +55,7 @@ class RunConfig:
     seeds: tuple[int, ...] = (0,)
     threads: int = 0  # torch threads per run; 0 leaves torch's default
     checkpoint: bool = True
+    plugins: tuple[str, ...] = ()  # plugin modules imported before anything is looked up
     dataset: dict[str, Any] = field(default_factory=lambda: {"name": "fashion_mnist"})
     scenario: dict[str, Any] = field(default_factory=lambda: {"name": "class_incremental", "n_chunks": 5})
     model: dict[str, Any] = field(default_factory=lambda: {"kind": "mlp", "hidden": [256, 256]})
@@ -67,6 +69,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["seeds"] = list(self.seeds)
+        d["plugins"] = list(self.plugins)
         return d
 
     def to_toml(self) -> str:
@@ -92,6 +95,10 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
             f"unknown config key(s) {', '.join(map(repr, unknown))}; top-level keys are {list(TOP_LEVEL)} "
             f"and sections are {list(SECTIONS)}"
         )
+    plugins = data.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(p, str) and p for p in plugins):
+        raise ConfigError(f"plugins must be a list of module names, got {plugins!r}")
+    load_plugins(plugins)
     base = RunConfig()
     sections: dict[str, dict[str, Any]] = {}
     for s in ("dataset", "scenario", "model", "train", "learner"):
@@ -122,7 +129,8 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
     checkpoint = data.get("checkpoint", True)
     if not isinstance(checkpoint, bool):
         raise ConfigError(f"checkpoint must be true or false, got {checkpoint!r}")
-    return RunConfig(name=name, seeds=tuple(seeds), threads=threads, checkpoint=checkpoint, **sections)
+    return RunConfig(name=name, seeds=tuple(seeds), threads=threads, checkpoint=checkpoint, plugins=tuple(plugins),
+                     **sections)
 
 
 def parse_toml(text: str, *, source: str = "config") -> dict[str, Any]:

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from lifelong.errors import ConfigError
+from lifelong.registry import Registry
 
 
 class Net(nn.Module):
@@ -80,7 +81,7 @@ def cnn(input_shape: Sequence[int], n_classes: int, *, channels: Sequence[int] =
     return _materialise(net, seed)
 
 
-MODELS = {"mlp": mlp, "cnn": cnn}
+MODELS: Registry = Registry("model", {"mlp": mlp, "cnn": cnn})
 
 
 def build_model(kind: str, input_shape: Sequence[int], n_classes: int, *, seed: int, **options: object) -> Net:

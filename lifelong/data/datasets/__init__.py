@@ -40,6 +40,7 @@ from lifelong.data import Dataset
 from lifelong.data.datasets import cifar10, digits, fashion_mnist, files, mnist, mnist1d, synthetic
 from lifelong.data.datasets._common import as_path
 from lifelong.errors import ConfigError
+from lifelong.registry import Registry
 
 __all__ = ["DATASETS", "DatasetInfo", "dataset_available", "load_dataset"]
 
@@ -89,7 +90,7 @@ class DatasetInfo:
         return tuple(p for p in params if p not in _COMMON)
 
 
-DATASETS: dict[str, DatasetInfo] = {
+DATASETS: Registry = Registry("dataset", {
     info.name: info
     for info in (
         DatasetInfo("digits", "scikit-learn 8x8 handwritten digits, 10 classes, 64 features (bundled)", digits.load),
@@ -118,7 +119,7 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo("file", "your own .npz, .csv or .parquet file (option path=...)", files.load, _never),
         DatasetInfo("blobs", "synthetic Gaussian classes, 20 dims (instant; for tests and examples)", synthetic.load),
     )
-}
+})
 
 
 def _lookup(name: str) -> DatasetInfo:

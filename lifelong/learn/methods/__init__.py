@@ -7,6 +7,7 @@ import inspect
 from torch import nn
 
 from lifelong.errors import ConfigError
+from lifelong.registry import Registry
 from lifelong.learn.methods.agem import AGEM
 from lifelong.learn.base import Learner, LearnerProtocol, StepStats
 from lifelong.seeding import derive_seed
@@ -30,10 +31,10 @@ from lifelong.learn.methods.powerlaw import PowerLaw
 from lifelong.learn.methods.refresh import Refresh
 from lifelong.learn.methods.si import SI
 
-LEARNERS: dict[str, type[Learner]] = {
+LEARNERS: Registry = Registry("learner", {
     cls.name: cls for cls in (Naive, Joint, Cumulative, ER, EWC, LwF, AGEM, DER, DERPP, ERACE, GDumb, ICaRL,
                               SI, MAS, L2, CLSER, ErrorMemory, Homeostatic, DriftExperts, Refresh, PowerLaw)
-}
+})
 
 
 def hyperparameters(cls: type[Learner]) -> dict[str, object]:
