@@ -24,7 +24,7 @@ Record kinds
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -120,12 +120,34 @@ class RunLog:
         self.close()
 
 
-def read_log(path: str | Path) -> list[Record]:
-    """Read every record of a ``log.jsonl``; a torn last line (a killed writer) is ignored."""
-    return list(iter_log(path))
+def read_log(path: str | Path, *, exclude: Collection[str] = ()) -> list[Record]:
+    """Read the records of a ``log.jsonl``; a torn last line (a killed writer) is ignored.
+
+    Parameters
+    ----------
+    path : str or Path
+        The log file.
+    exclude : collection of str
+        Record kinds to leave out, e.g. ``("train",)``: the report never reads the per-batch
+        records, which are the bulk of a log, and their lines are skipped without being parsed.
+
+    Raises
+    ------
+    DataError
+        If the file does not exist or a line other than the last is not a record.
+    """
+    return list(iter_log(path, exclude=exclude))
 
 
-def iter_log(path: str | Path) -> Iterator[Record]:
+def iter_log(path: str | Path, *, exclude: Collection[str] = ()) -> Iterator[Record]:
+    """The records of a ``log.jsonl`` one by one, in file order; see :func:`read_log`."""
+    excluded = frozenset(exclude)
+    unknown = excluded - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown record kinds {sorted(unknown)}; expected some of {KINDS}")
+    # Record.to_json writes compact sorted JSON, so a record of kind k contains '"kind":"k"'. A line
+    # without an "extra" object can hold that text only as its own kind: skip it unparsed.
+    markers = tuple(f'"kind":"{k}"' for k in excluded)
     path = Path(path)
     if not path.exists():
         raise DataError(f"no run log at {path}; pass a run directory written by `lifelong run`")
@@ -134,12 +156,16 @@ def iter_log(path: str | Path) -> Iterator[Record]:
     for i, line in enumerate(lines):
         if not line.strip():
             continue
+        if markers and '"extra"' not in line and any(m in line for m in markers) and i != len(lines) - 1:
+            continue  # the last line may be torn: parsed below so that it is ignored the same way
         try:
-            yield Record.from_json(line)
+            record = Record.from_json(line)
         except (json.JSONDecodeError, TypeError, ValueError) as e:
             if i == len(lines) - 1:  # last line without newline: torn write, ignore
                 return
             raise DataError(f"{path}:{i + 1}: not a valid run record ({e})") from None
+        if record.kind not in excluded:
+            yield record
 
 
 def write_log(path: str | Path, records: Iterable[Record]) -> None:

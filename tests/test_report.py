@@ -15,7 +15,8 @@ from lifelong.cli import main
 from lifelong.experiments.config import from_dict
 from lifelong.errors import DataError
 from lifelong.log import Record
-from lifelong.report import accuracy_curves, best_runs, compare, compare_runs, html_report, load_run
+from lifelong.evaluate.curves import accuracy_curves
+from lifelong.report import best_runs, compare, compare_runs, html_report, load_run
 from lifelong.experiments.run import execute
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -1,6 +1,7 @@
-"""Commands for reports and L2M logs: ``compare``, ``export``, ``import-l2logger`` and ``ste``.
+"""Commands for reports and L2M logs: ``report``, ``compare``, ``export``, ``import-l2logger`` and ``ste``.
 
-:func:`register` adds them to the ``lifelong`` typer app (``lifelong/cli/__init__.py``).
+The work is :mod:`lifelong.report`, :mod:`lifelong.evaluate` and :mod:`lifelong.experiments`;
+these functions check their arguments and print what was written.
 """
 
 from __future__ import annotations
@@ -11,21 +12,45 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from lifelong.errors import ConfigError, DataError
+from lifelong.cli.common import out_console
+from lifelong.errors import ConfigError
+from lifelong.evaluate.l2logger import score_l2logger
+from lifelong.evaluate.l2m import LIFETIME_METRICS
+from lifelong.evaluate.lifetimes import export_l2logger
+from lifelong.experiments.config import load_config
+from lifelong.experiments.experts import run_experts
+from lifelong.experiments.run import write_outputs
+from lifelong.report import SHORT_LABELS, compare_runs, fmt, html_report
 
-console = Console(width=None if Console().is_terminal else 140)  # as lifelong.cli: no wrapping in logs
+app = typer.Typer()
 
 
-def compare_command(
+def _require(run_dir: Path, name: str) -> None:
+    if not (run_dir / name).is_file():
+        raise ConfigError(f"{run_dir} has no {name}; pass a directory written by `lifelong run`")
+
+
+@app.command("report")
+def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+           reference: Annotated[Optional[Path], typer.Option(help="a cumulative/joint run for intransigence")] = None,
+           html: Annotated[bool, typer.Option("--html", help="also write report.html and its PNG plots")] = False) -> None:
+    """Rebuild metrics.json and report.md of a run from its log (and report.html with --html)."""
+    _require(run_dir, "log.jsonl")
+    console = out_console()
+    write_outputs(run_dir, reference=reference)
+    console.print((run_dir / "report.md").read_text())
+    if html:
+        console.print(f"wrote {html_report(run_dir)} (plots: accuracy_matrix.png, accuracy_curves.png)")
+
+
+@app.command("compare")
+def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="two or more run directories")],
     out: Annotated[Path, typer.Option(help="directory for compare.html, compare.md and the plots")] = Path("compare"),
 ) -> None:
     """Compare runs side by side: every metric (best marked), stability vs. plasticity, curves."""
-    from lifelong.report import SHORT_LABELS, compare_runs, fmt
-
     result = compare_runs(run_dirs, out)
     table = Table(title="metrics (★ = best; mean ± std over seeds)")
     table.add_column("metric")
@@ -38,52 +63,43 @@ def compare_command(
             text = fmt(mean, std, n_seeds=result.n_seeds[i])
             cells.append(f"[bold green]{text} ★[/]" if i in result.best[j] else text)
         table.add_row(("L2M " if section == "l2m" else "") + SHORT_LABELS.get(key, key), *cells)
+    console = out_console()
     console.print(table)
     console.print(f"[bold]{result.verdict}[/]")
     console.print(f"wrote {result.html_path} and {result.md_path}")
 
 
-def export_command(
+@app.command("export")
+def export(
     run_dir: Annotated[Path, typer.Argument(help="a run directory")],
     l2logger: Annotated[Path, typer.Option("--l2logger", help="output directory for the l2logger (format 1.1) logs")],
     force: Annotated[bool, typer.Option("--force", help="replace existing log directories of the same name")] = False,
 ) -> None:
     """Export a run's log in the l2logger layout (one lifetime per seed; experts under ste/)."""
-    from lifelong.data.lifetimes import export_l2logger
-
-    if not (run_dir / "log.jsonl").is_file():
-        raise ConfigError(f"{run_dir} has no log.jsonl; pass a directory written by `lifelong run`")
+    _require(run_dir, "log.jsonl")
+    console = out_console()
     for path in export_l2logger(run_dir, l2logger, overwrite=force):
         console.print(f"wrote {path}")
     console.print("score one with l2metrics: python -m l2metrics -l <directory above> -p performance -O OUT_DIR "
                   "(docs/metrics.md: storing the experts first)")
 
 
-def import_command(
+@app.command("import-l2logger")
+def import_l2logger(
     log_dir: Annotated[Path, typer.Argument(help="an l2logger run directory (holds logger_info.json)")],
     ste: Annotated[Optional[list[Path]], typer.Option(help="l2logger log of a single-task expert (repeatable)")] = None,
     perf: Annotated[str, typer.Option("--perf", "-p", help="performance column to score")] = "performance",
     out: Annotated[Optional[Path], typer.Option(help="also write the metrics to this JSON file")] = None,
 ) -> None:
     """Score an l2logger log (from any system) with the L2M metrics."""
-    from lifelong.evaluate.l2logger import read_l2logger
-    from lifelong.evaluate.l2m import LIFETIME_METRICS, l2m_metrics
-
-    rows = read_l2logger(log_dir)
-    experts: dict[str, list] = {}
-    for path in ste or []:
-        ste_rows = read_l2logger(path)
-        trained = sorted({r["task_name"] for r in ste_rows if r["block_type"] == "train"})
-        if len(trained) != 1:
-            raise DataError(f"{path}: an STE log trains exactly one task; it trains {trained}")
-        experts.setdefault(trained[0], []).append(ste_rows)
-    metrics = l2m_metrics(rows, ste=experts or None, perf_column=perf)
+    metrics = score_l2logger(log_dir, ste or (), perf_column=perf)
     table = Table(title=f"L2M metrics of {log_dir.name}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in LIFETIME_METRICS:
         v = metrics[key]
         table.add_row(key, "n/a" if isinstance(v, float) and math.isnan(v) else f"{v:.4f}")
+    console = out_console()
     console.print(table)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -91,22 +107,10 @@ def import_command(
         console.print(f"wrote {out}")
 
 
-def ste_command(run_dir: Annotated[Path, typer.Argument(help="a run directory of an L2M lifetime")]) -> None:
+@app.command("ste")
+def ste(run_dir: Annotated[Path, typer.Argument(help="a run directory of an L2M lifetime")]) -> None:
     """Train the run's single-task experts now and rebuild its metrics with them."""
-    from lifelong.experiments.config import load_config
-    from lifelong.data.lifetimes import run_experts
-    from lifelong.experiments.run import write_outputs
-
-    if not (run_dir / "config.toml").is_file():
-        raise ConfigError(f"{run_dir} has no config.toml; pass a directory written by `lifelong run`")
+    _require(run_dir, "config.toml")
     paths = run_experts(load_config(run_dir / "config.toml"), run_dir)
     write_outputs(run_dir)
-    console.print(f"trained {len(paths)} single-task experts under {run_dir / 'ste'}; rebuilt {run_dir}/metrics.json")
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``compare``, ``export``, ``import-l2logger`` and ``ste`` to the ``lifelong`` typer app."""
-    app.command("compare")(compare_command)
-    app.command("export")(export_command)
-    app.command("import-l2logger")(import_command)
-    app.command("ste")(ste_command)
+    out_console().print(f"trained {len(paths)} single-task experts under {run_dir / 'ste'}; rebuilt {run_dir}/metrics.json")

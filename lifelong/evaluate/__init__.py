@@ -3,6 +3,9 @@
 ``classic``
     The accuracy-matrix family (ACC, AIA, BWT, FWT, forgetting, intransigence, learning accuracy),
     online and near-future accuracy, the stability gap, and the mean and std across seeds.
+``curves``
+    Accuracy along the stream (per task, and on the tasks seen so far), mean ± std over seeds,
+    and the mean accuracy matrix over seeds: what the reports plot.
 ``l2m``
     The lifelong-learning (L2M) metrics. Import them from ``lifelong.evaluate.l2m``.
 """
@@ -26,9 +29,12 @@ from lifelong.evaluate.classic import (
     stability_gap,
     summarize,
 )
+from lifelong.evaluate.curves import Curves, accuracy_curves, mean_matrix
 
 __all__ = [
+    "Curves",
     "SeedError",
+    "accuracy_curves",
     "acc",
     "accuracy_matrix",
     "aia",
@@ -39,6 +45,7 @@ __all__ = [
     "fwt",
     "intransigence",
     "learning_accuracy",
+    "mean_matrix",
     "near_future_accuracy",
     "online_accuracy",
     "random_init_accuracy",

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from lifelong.errors import DataError
+from lifelong.evaluate.l2m import l2m_metrics
 from lifelong.log import Record
 
 __all__ = [
@@ -68,6 +69,7 @@ __all__ = [
     "read_l2logger",
     "read_logger_info",
     "records_to_l2rows",
+    "score_l2logger",
     "write_l2logger",
 ]
 
@@ -634,3 +636,37 @@ def _row(block: int, exp: int, block_type: str, subtype: str, task: str, chunk: 
         "loss": loss,
         "performance": perf,
     }
+
+
+def score_l2logger(log_dir: str | Path, ste: Iterable[str | Path] = (), *, perf_column: str = "performance") -> dict[str, Any]:
+    """The L2M metrics of an l2logger log written by any system (``lifelong import-l2logger``).
+
+    Parameters
+    ----------
+    log_dir : str or Path
+        An l2logger run directory (it holds ``logger_info.json``).
+    ste : iterable of str or Path
+        l2logger logs of single-task experts; each must train exactly one task. Several logs of
+        the same task are several expert runs.
+    perf_column : str
+        The performance column to score.
+
+    Returns
+    -------
+    dict
+        :func:`lifelong.evaluate.l2m.l2m_metrics` of the log.
+
+    Raises
+    ------
+    DataError
+        If a log is malformed or an expert log trains other than one task.
+    """
+    rows = read_l2logger(log_dir)
+    experts: dict[str, list[list[dict[str, Any]]]] = {}
+    for path in ste:
+        ste_rows = read_l2logger(path)
+        trained = sorted({r["task_name"] for r in ste_rows if r["block_type"] == "train"})
+        if len(trained) != 1:
+            raise DataError(f"{path}: an STE log trains exactly one task; it trains {trained}")
+        experts.setdefault(trained[0], []).append(ste_rows)
+    return l2m_metrics(rows, ste=experts or None, perf_column=perf_column)

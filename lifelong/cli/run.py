@@ -1,0 +1,140 @@
+"""``lifelong run`` (one experiment, or the built-in comparison) and ``lifelong list``.
+
+The work is :func:`lifelong.experiments.run.execute` and :mod:`lifelong.experiments.demo`; this
+module parses flags, draws the progress bar and prints the tables.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lifelong.cli.common import err_console, out_console
+from lifelong.data.datasets import DATASETS
+from lifelong.data.scenarios import SCENARIOS
+from lifelong.errors import ConfigError
+from lifelong.experiments.config import RunConfig, load_config, override
+from lifelong.experiments.demo import demo_configs, verdict
+from lifelong.experiments.run import execute
+from lifelong.learn.methods import LEARNERS
+from lifelong.plugins import load_plugins
+from lifelong.report import fmt
+
+app = typer.Typer()
+
+#: The columns of the summary table ``lifelong run`` prints.
+SUMMARY_COLUMNS = ("acc", "aia", "bwt", "forgetting", "learning_accuracy")
+
+
+def run_with_progress(cfg: RunConfig, run_dir: Path, *, resume: bool = False, force: bool = False) -> dict[str, Any]:
+    """:func:`~lifelong.experiments.run.execute` with a progress bar on stderr (drawn on a terminal only)."""
+    console = err_console()
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
+        console=console, transient=True, disable=not console.is_terminal,
+    )
+    task_id = None
+    state: dict[str, Any] = {"key": None}
+
+    def on_progress(p) -> None:
+        nonlocal task_id
+        key = (p.seed, p.chunk)
+        if task_id is None:
+            task_id = progress.add_task("", total=p.n_batches, loss="-")
+        if state["key"] != key:
+            state["key"] = key
+            state["start"] = p.batch - 1
+            progress.reset(task_id, total=p.n_batches)
+        loss = "-" if p.loss is None else f"{p.loss:.3f}"
+        progress.update(task_id, completed=p.batch - state["start"], loss=loss,
+                        description=f"{cfg.learner_name} seed {p.seed} chunk {p.chunk + 1}/{p.n_chunks}")
+
+    with progress:
+        return execute(cfg, run_dir, resume=resume, force=force, on_progress=on_progress)
+
+
+def summary_table(title: str, rows: dict[str, dict]) -> Table:
+    """One row per run: its mean ± std of :data:`SUMMARY_COLUMNS`."""
+    table = Table(title=title)
+    table.add_column("learner")
+    for c in SUMMARY_COLUMNS:
+        table.add_column(c)
+    for name, metrics in rows.items():
+        n = len(metrics["per_seed"])
+        table.add_row(name, *(fmt(*metrics["summary"].get(c, (math.nan, math.nan)), n_seeds=n) for c in SUMMARY_COLUMNS))
+    return table
+
+
+@app.command()
+def run(
+    config: Annotated[Optional[Path], typer.Argument(help="run config (TOML); omit for the built-in comparison")] = None,
+    learner: Annotated[Optional[str], typer.Option(help="learner name (see `lifelong list`)")] = None,
+    scenario: Annotated[Optional[str], typer.Option(help="scenario name")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="dataset name")] = None,
+    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="directory holding the dataset files")] = None,
+    download: Annotated[Optional[bool], typer.Option("--download", help="fetch missing data (verified by SHA-256)")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="comma-separated seeds, e.g. 0,1,2")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="epochs per chunk")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="learning rate")] = None,
+    memory: Annotated[Optional[int], typer.Option(help="memory size (replay learners)")] = None,
+    n_chunks: Annotated[Optional[int], typer.Option("--n-chunks")] = None,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="also evaluate every N batches")] = None,
+    name: Annotated[Optional[str], typer.Option(help="run name: output goes to RUNS/<name>")] = None,
+    runs: Annotated[Path, typer.Option(help="parent directory of run directories")] = Path("runs"),
+    resume: Annotated[Optional[Path], typer.Option(help="continue the run in this directory")] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing run directory")] = False,
+) -> None:
+    """Run a continual-learning experiment; with no config, compare Naive, ER and CLS-ER (and Joint)."""
+    console = out_console()
+    if resume is not None:
+        metrics = run_with_progress(RunConfig(), resume, resume=True)
+        console.print(summary_table(f"resumed {resume}", {str(resume): metrics}))
+        console.print(f"wrote {resume}/report.md")
+        return
+    seed_list = None
+    if seeds is not None:
+        try:
+            seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+    flags = dict(learner=learner, scenario=scenario, dataset=dataset, data_dir=data_dir, download=download,
+                 seeds=seed_list, epochs=epochs, batch_size=batch_size, lr=lr, mem_size=memory,
+                 n_chunks=n_chunks, eval_every=eval_every, name=name)
+    if config is not None:
+        cfg = override(load_config(config), **flags)
+        run_dir = runs / cfg.name
+        metrics = run_with_progress(cfg, run_dir, force=force)
+        console.print(summary_table(f"{cfg.name}: {cfg.learner_name} on {cfg.dataset['name']}", {cfg.learner_name: metrics}))
+        console.print(f"wrote {run_dir}/ (config.toml, log.jsonl, metrics.json, report.md)")
+        return
+    dataset, configs = demo_configs(flags)
+    learners = [cfg.learner_name for cfg in configs]
+    console.print(f"[bold]lifelong[/]: Split {dataset}, class-incremental, 5 chunks; learners {', '.join(learners)}")
+    results = {cfg.learner_name: run_with_progress(cfg, runs / cfg.name, force=True) for cfg in configs}
+    console.print(summary_table("Split-" + dataset + " (class-incremental)", results))
+    for learner_name, m in results.items():
+        console.print("  " + verdict(learner_name, m))
+    console.print(f"reports: {', '.join(str(runs / f'demo-{n}' / 'report.md') for n in results)}")
+
+
+@app.command("list")
+def list_() -> None:
+    """Show the datasets, scenarios and learners (plugins' included), one line each."""
+    load_plugins()
+    console = out_console()
+    for title, rows in (
+        ("datasets", [(n, d.description) for n, d in DATASETS.items()]),
+        ("scenarios", [(n, s.description) for n, s in SCENARIOS.items()]),
+        ("learners", [(n, f"{c.description} [{c.paper}]") for n, c in LEARNERS.items()]),
+    ):
+        table = Table(title=title, show_header=False, box=None)
+        for n, d in rows:
+            table.add_row(f"[bold]{n}[/]", d)
+        console.print(table)

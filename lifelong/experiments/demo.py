@@ -1,0 +1,53 @@
+"""The built-in comparison that ``lifelong run`` without a config runs: Split-dataset,
+class-incremental, 5 chunks; the forgetting baseline, replay, the best learner available, and the
+joint upper bound.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from lifelong.data.datasets import dataset_available
+from lifelong.experiments.config import RunConfig, from_dict, override
+from lifelong.learn.methods import LEARNERS, hyperparameters
+
+#: The main job: the forgetting baseline, replay, and the best learner available, with the joint upper bound.
+DEMO_LEARNERS = ("naive", "er", "cls_er", "joint")
+#: Replay memory of the demo's replay learners, unless ``mem_size`` is given.
+DEMO_MEMORY = 500
+
+
+def default_dataset() -> str:
+    """Fashion-MNIST where its files are present, else the bundled digits."""
+    return "fashion_mnist" if dataset_available("fashion_mnist") else "digits"
+
+
+def demo_configs(flags: dict[str, Any]) -> tuple[str, list[RunConfig]]:
+    """The dataset and one run config per demo learner (``demo-<learner>``), with the command's flags applied.
+
+    ``flags`` are :func:`lifelong.experiments.config.override`'s keywords; ``learner`` (one learner
+    instead of the demo's) and ``dataset`` choose what runs, ``name`` is ignored.
+    """
+    flags = dict(flags)
+    learner = flags.pop("learner", None)
+    learners = [learner] if learner is not None else [n for n in DEMO_LEARNERS if n in LEARNERS]
+    dataset = flags.pop("dataset", None) or default_dataset()
+    flags.pop("name", None)
+    base = from_dict({"name": "demo", "dataset": {"name": dataset}, "scenario": {"name": "class_incremental", "n_chunks": 5}})
+    configs = []
+    for name in learners:
+        cfg = override(base, learner=name, name=f"demo-{name}", **flags)
+        if "mem_size" in hyperparameters(LEARNERS[name]):
+            cfg = override(cfg, mem_size=flags.get("mem_size") or DEMO_MEMORY)
+        configs.append(cfg)
+    return dataset, configs
+
+
+def verdict(name: str, metrics: dict[str, Any]) -> str:
+    """One line on how a demo learner did: forgetting and final accuracy, in words."""
+    f, final = metrics["summary"]["forgetting"][0], metrics["summary"]["acc"][0]
+    if math.isnan(f):  # joint: one training chunk, nothing to forget
+        return f"{name:>10}: final accuracy {final:.2f} -> the upper bound (trained on all chunks at once)"
+    words = "forgets most of what it learned" if f > 0.5 else ("forgets some" if f > 0.2 else "keeps what it learned")
+    return f"{name:>10}: forgetting {f:.2f}, final accuracy {final:.2f} -> {words}"

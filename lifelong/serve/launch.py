@@ -1,0 +1,126 @@
+"""The three ways ``lifelong serve`` runs a service: over HTTP, replaying a recorded stream, or verifying the log.
+
+:func:`serve_http`
+    restore the learner and serve HTTP on ``[serve] host:port`` until interrupted.
+:func:`replay_file`
+    feed a JSONL file of ``/feedback`` bodies through the same service code, then stop.
+:func:`verify`
+    replay the whole log from scratch and check it reproduces the restored state bit for bit.
+
+FastAPI and uvicorn (the ``serve`` extra) are needed by :func:`serve_http` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lifelong.errors import ConfigError
+from lifelong.serve.config import ServeConfig
+from lifelong.serve.eventlog import EventLog
+from lifelong.serve.service import Service, load_replay, replay
+from lifelong.serve.snapshots import SnapshotStore
+from lifelong.serve.worker import Replayer, state_digest
+
+try:  # the HTTP app needs the optional serve extra; replay and verify do not
+    from lifelong.serve.app import create_app
+except ImportError as _e:  # pragma: no cover - exercised only without the extra installed
+    create_app = None
+    _MISSING = _e.name
+else:
+    _MISSING = None
+
+
+def setup_logging() -> None:
+    """Service logs to stderr, one line each, with a timestamp."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def serve_http(cfg: ServeConfig) -> None:
+    """Restore the learner, then serve the HTTP API on ``cfg.host:cfg.port`` until interrupted.
+
+    Raises
+    ------
+    ConfigError
+        If FastAPI or uvicorn is missing, or the config has no token.
+    """
+    try:
+        import uvicorn
+    except ImportError as e:
+        raise ConfigError(f"`lifelong serve` needs the serve extra ({e.name} is missing): pip install 'lifelong[serve]'") from None
+    if create_app is None:
+        raise ConfigError(f"`lifelong serve` needs the serve extra ({_MISSING} is missing): pip install 'lifelong[serve]'")
+    cfg.require_token()
+    if cfg.host not in ("127.0.0.1", "localhost", "::1"):
+        logging.getLogger("lifelong.serve").warning(
+            "binding to %s: the API is reachable from other machines; put a TLS-terminating proxy in front", cfg.host)
+    # The worker thread and the event loop share the GIL; a 1 ms switch interval (default 5 ms)
+    # bounds how long a request waits for it while the worker runs Python between torch ops.
+    sys.setswitchinterval(0.001)
+    service = Service(cfg)
+    service.start()  # restore before the port opens: the first request already sees the restored model
+    try:
+        app = create_app(service, manage=False)
+        uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info", access_log=cfg.access_log,
+                    timeout_graceful_shutdown=10)
+    finally:
+        service.stop()
+
+
+def replay_file(cfg: ServeConfig, path: Path, *, curve: Path | None = None) -> dict[str, Any]:
+    """Apply every ``/feedback`` body of a JSONL file in order; returns the replay's summary.
+
+    The whole file is validated before anything is logged.
+    """
+    feedbacks = load_replay(path, cfg)
+    # the replay waits for each body to be applied: no point lingering for a fuller batch
+    service = Service(dataclasses.replace(cfg, linger_ms=0.0))
+    service.start()
+    try:
+        return replay(service, feedbacks, curve=curve)
+    finally:
+        service.stop()
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of :func:`verify`: the journal step and the two state digests."""
+
+    step: int
+    source: str  # the snapshot file the restore started from, or "scratch"
+    restored: str
+    scratch: str
+
+    @property
+    def identical(self) -> bool:
+        return self.restored == self.scratch
+
+
+def verify(cfg: ServeConfig) -> Verification:
+    """Restore the state at the journal's last step (from snapshots) and replay it from scratch.
+
+    Raises
+    ------
+    ConfigError
+        If the data directory holds no event log.
+    """
+    if not (cfg.data_dir / "events.sqlite").is_file():
+        raise ConfigError(f"{cfg.data_dir} holds no event log; nothing to verify")
+    log = EventLog(cfg.data_dir / "events.sqlite", input_dim=cfg.input_dim, n_classes=cfg.n_classes,
+                   fingerprint=cfg.fingerprint())
+    try:
+        store = SnapshotStore(cfg.data_dir / "snapshots", fingerprint=cfg.fingerprint(), keep=cfg.keep_snapshots)
+        step = log.last_step()
+        restored, info = Replayer(cfg, log, store).state_at(step)
+        scratch, _ = Replayer(cfg, log, None).state_at(step)
+    finally:
+        log.close()
+    return Verification(step, info.path.name if info else "scratch",
+                        state_digest(restored.state_dict()), state_digest(scratch.state_dict()))
+
+
+__all__ = ["Verification", "replay_file", "serve_http", "setup_logging", "verify"]
