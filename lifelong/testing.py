@@ -55,7 +55,7 @@ from lifelong.data import Batch
 from lifelong.data.datasets import load_dataset
 from lifelong.data.scenarios import Stream, class_incremental, domain_incremental, task_incremental
 from lifelong.errors import DataError, LifelongError
-from lifelong.learn.base import LearnerProtocol, StepStats
+from lifelong.learn.base import Consolidator, DriftAware, LearnerProtocol, MemoryUpdater, StepStats
 from lifelong.learn.loop import LoopConfig, iter_run
 from lifelong.learn.memory import Memory
 from lifelong.learn.nets import mlp
@@ -225,6 +225,7 @@ def _check_protocol(s: LearnerSubject) -> None:
                    if not callable(getattr(learner, m, None))]
         assert not missing, f"implement {', '.join(missing)} (see lifelong.learn.base.LearnerProtocol)"
         assert isinstance(learner, LearnerProtocol), "the learner must satisfy lifelong.learn.base.LearnerProtocol"
+        assert isinstance(getattr(learner, "needs_boundaries", None), bool), "`needs_boundaries` must be True or False"
         assert getattr(learner, "n_classes", None) == stream.n_classes, (
             f"`n_classes` must be the width of the model's head ({stream.n_classes}), got "
             f"{getattr(learner, 'n_classes', None)!r}"
@@ -396,10 +397,11 @@ def _check_no_task_ids_in_class_incremental(s: LearnerSubject) -> None:
 
 
 def _check_end_chunk(s: LearnerSubject) -> None:
-    needs = getattr(s.cls, "needs_boundaries", None)
-    assert isinstance(needs, bool), "class attribute `needs_boundaries` must be True or False"
     for setting, stream in _streams().items():
         learner = s.build(stream)
+        # the instance's value: added loss terms (an EWC term on ER) can make an instance need boundaries
+        needs = getattr(learner, "needs_boundaries", None)
+        assert isinstance(needs, bool), "`needs_boundaries` must be True or False"
         for batch in _batches(stream, 0):
             learner.observe(batch)
         before = _snapshot(learner.state_dict())
@@ -430,6 +432,35 @@ def _check_learns(s: LearnerSubject) -> None:
     )
 
 
+def _check_capabilities(s: LearnerSubject) -> None:
+    """The optional capabilities a learner declares (by having the method) must work: the loop, the
+    server and sleep blocks call them."""
+    for setting, stream in _streams().items():
+        learner = s.build(stream)
+        s.train(learner, stream, 1)
+        batch = _batches(stream, 1)[0]
+        copies = (batch.x.clone(), batch.y.clone())
+        if isinstance(learner, Consolidator):
+            stats = learner.consolidate(batch, torch.Generator().manual_seed(0))
+            assert isinstance(stats, StepStats) and stats.n > 0 and 0 <= stats.n_correct <= stats.n, (
+                f"{setting}: consolidate(batch, generator) must return the step's counts (a SleepStats), got {stats!r}"
+            )
+            assert math.isfinite(stats.loss_sum), f"{setting}: consolidate gave a non-finite loss_sum"
+        if isinstance(learner, MemoryUpdater):
+            out = learner.update_memory(batch)
+            assert isinstance(out, Tensor) and out.shape == (len(batch), stream.n_classes), (
+                f"{setting}: update_memory(batch) must return the batch's (B, n_classes) logits before the update"
+            )
+        if isinstance(learner, DriftAware):
+            assert learner.on_drift() is None, f"{setting}: on_drift() returns nothing"
+        assert torch.equal(batch.x, copies[0]) and torch.equal(batch.y, copies[1]), (
+            f"{setting}: a capability method changed its batch in place"
+        )
+        learner.observe(batch)  # and the learner carries on
+        out = learner.predict(stream.eval_sets[0].x, stream.eval_sets[0].task)
+        assert torch.isfinite(out.max(1).values).all(), f"{setting}: predictions are not finite after the capabilities ran"
+
+
 #: ``(name, check)``: every learner check, in the order :func:`check_learner` runs them.
 LEARNER_CHECKS: list[tuple[str, Callable[[LearnerSubject], None]]] = [
     ("follows_the_protocol", _check_protocol),
@@ -442,6 +473,7 @@ LEARNER_CHECKS: list[tuple[str, Callable[[LearnerSubject], None]]] = [
     ("no_global_random_state", _check_global_random_state),
     ("never_sees_task_ids_in_class_incremental", _check_no_task_ids_in_class_incremental),
     ("end_chunk_changes_state_iff_needs_boundaries", _check_end_chunk),
+    ("declared_capabilities_work", _check_capabilities),
     ("learns_above_chance_on_an_easy_stream", _check_learns),
 ]
 

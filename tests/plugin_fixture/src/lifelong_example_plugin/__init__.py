@@ -1,10 +1,11 @@
-"""Experience replay whose replay term is weighted: ``loss = CE(batch) + w * CE(replay batch)``."""
+"""Experience replay with a weighted replay term: ``loss = CE(batch) + w * CE(replay batch)``."""
 
 from torch import nn
 
 from lifelong.data import Batch
 from lifelong.learn.base import Learner, StepStats
 from lifelong.learn.memory import ReservoirMemory
+from lifelong.learn.terms import IncomingCE, ReplayCE
 from lifelong.plugins import register_learner
 from lifelong.seeding import derive_seed
 
@@ -20,15 +21,14 @@ class WeightedER(Learner):
         super().__init__(model, **base)
         self.mem_size, self.replay_weight = mem_size, replay_weight  # stored under their own names
         self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"))
+        self.compose(IncomingCE(), ReplayCE(weight=replay_weight))  # the loss terms update() adds up
 
     def observe(self, batch: Batch) -> StepStats:
-        self.check_batch(batch)
-        self.train_mode()
-        logits = self.model(batch.x)
-        loss = self.ce(logits, batch.y, batch.task)
-        self.step(loss + self.replay_weight * self.replay_ce(self.memory, len(batch)))
+        ctx = self.context(batch)  # checks labels, training mode, one forward pass: ctx.logits (B, C)
+        loss = self.update(ctx)  # one SGD step on the sum of the terms; the incoming batch's loss
         self.memory.add(batch)
-        return self.stats(logits, batch, loss)  # counts on the incoming batch, before the update
+        self.record_seen(batch)
+        return self.stats(ctx.logits, batch, loss)  # counts on the incoming batch, before the update
 
     def extra_state(self) -> dict:
         return {"memory": self.memory.state_dict()}
