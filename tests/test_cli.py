@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import pytest
 
@@ -150,3 +151,48 @@ def test_existing_run_is_not_overwritten_without_force(tmp_path):
     proc = run_cli(tmp_path, "run", "tiny.toml", "--seeds", "0")
     assert proc.returncode == 2 and "--resume" in proc.stderr
     run_cli(tmp_path, "run", "tiny.toml", "--seeds", "0", "--force", check=True)
+
+
+def test_every_command_loads_and_its_help_line_is_its_docstring():
+    from lifelong.cli import COMMANDS, load_command
+
+    for name, entry in COMMANDS.items():
+        cmd = load_command(name)
+        assert cmd.name == name
+        assert (cmd.help or "").strip().splitlines()[0] == entry.help, name
+
+
+def test_help_lists_every_command_without_loading_torch_or_the_commands():
+    code = ("import sys\nfrom lifelong.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('LOADED', sorted(m for m in sys.modules if m in ('torch', 'fastapi') or m.startswith(('lifelong.cli.r', "
+            "'lifelong.cli.s', 'lifelong.cli.l', 'lifelong.learn'))))")
+    proc = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    from lifelong.cli import COMMANDS
+
+    assert all(name in proc.stdout for name in COMMANDS)
+    assert proc.stdout.strip().splitlines()[-1] == "LOADED []"
+
+
+def test_a_command_whose_extra_is_missing_is_one_clear_line(monkeypatch):
+    import importlib
+
+    from lifelong.cli import load_command
+    from lifelong.errors import ConfigError
+
+    def missing(name):
+        raise ModuleNotFoundError("No module named 'ray'", name="ray")
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    with pytest.raises(ConfigError, match=r"`lifelong sweep` needs the sweep extra \(ray is missing\)"):
+        load_command("sweep")
+
+
+def test_user_errors_of_the_split_commands_exit_2_with_one_line(tmp_path):
+    for args, expected in ((("report", "nowhere"), "has no log.jsonl"),
+                           (("sweep",), "pass a sweep file"),
+                           (("ledger", "check", "--tier", "slow"), "--tier must be 'fast' or 'full'")):
+        proc = run_cli(tmp_path, *args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert expected in proc.stderr and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -62,6 +62,14 @@ def test_html_report_is_self_contained_with_config_tables_and_plots(runs, tmp_pa
     assert not re.search(r'(src|href)="(?!data:)', page)  # nothing external to fetch
 
 
+def test_user_pages_carry_no_script(runs, tmp_path):
+    # the browser test brings its own probe (tests/test_report_browser.py); users get none
+    pages = [html_report(runs["naive"], out_dir=tmp_path / "r"), compare_runs([runs["naive"], runs["er"]], tmp_path / "c").html_path]
+    for page in pages:
+        text = page.read_text()
+        assert "<script" not in text.lower() and "console" not in text and "<style>" in text
+
+
 def test_multi_seed_reports_mean_and_std_and_per_seed_columns(runs, tmp_path):
     multi = html_report(runs["er"], out_dir=tmp_path / "multi").read_text()
     summary = json.loads((runs["er"] / "metrics.json").read_text())["summary"]

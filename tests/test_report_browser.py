@@ -1,11 +1,13 @@
 """The HTML report and comparison pages in real headless Chromium (Debian's ``chromium``).
 
-Each page carries a small script that, on ``load``, writes into ``<body>``'s data attributes how
-many images it has and how many decoded (``complete`` and ``naturalWidth > 0``), how many tables,
-and how many uncaught errors and ``console.error`` calls happened. The test dumps the DOM after
-load (``--dump-dom``) and reads them, scans Chromium's log (``--enable-logging=stderr``) for any
-console message, and takes a screenshot that must not be blank. A deliberately broken page checks
-that the probes do catch a failed image, a script error and a console error.
+The pages a user gets carry no script. The test loads a copy of each page with a probe script
+(:data:`PROBE`) put first in its ``<head>``: on ``load`` it writes into ``<body>``'s data
+attributes how many images the page has and how many decoded (``complete`` and
+``naturalWidth > 0``), how many tables, and how many uncaught errors and ``console.error`` calls
+happened. The test dumps the DOM after load (``--dump-dom``) and reads them, scans Chromium's log
+(``--enable-logging=stderr``) for any console message, and takes a screenshot (of the page itself)
+that must not be blank. A deliberately broken page checks that the probes do catch a failed image,
+a script error and a console error.
 """
 
 from __future__ import annotations
@@ -28,6 +30,27 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium "
                        "(apt-get install chromium; .ci/run installs it)"),
 ]
+# Records, in data attributes on <body>, how the page loaded (read back from the dumped DOM).
+PROBE = """<script>
+window.__jsErrors = 0;
+window.__consoleErrors = 0;
+window.addEventListener("error", function () { window.__jsErrors += 1; });
+(function () {
+  var original = console.error;
+  console.error = function () { window.__consoleErrors += 1; return original.apply(console, arguments); };
+})();
+window.addEventListener("load", function () {
+  var images = Array.prototype.slice.call(document.images);
+  var loaded = images.filter(function (im) { return im.complete && im.naturalWidth > 0; });
+  var d = document.body.dataset;
+  d.imagesTotal = String(images.length);
+  d.imagesLoaded = String(loaded.length);
+  d.tables = String(document.querySelectorAll("table").length);
+  d.jsErrors = String(window.__jsErrors);
+  d.consoleErrors = String(window.__consoleErrors);
+  d.ready = "1";
+});
+</script>"""
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync")
 
@@ -39,9 +62,19 @@ def chromium(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProc
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 
+def with_probe(page: Path, out: Path) -> Path:
+    """A copy of ``page`` (in ``out``) with :data:`PROBE` first in its ``<head>``."""
+    text = page.read_text(encoding="utf-8")
+    assert text.count("<head>") == 1, "the page has no single <head> to put the probe in"
+    probed = out / f"probed-{page.name}"
+    probed.write_text(text.replace("<head>", "<head>\n" + PROBE, 1), encoding="utf-8")
+    return probed
+
+
 def page_status(page: Path, tmp_path: Path) -> tuple[dict[str, str], str, list[str]]:
     """The page's load probes (``<body>`` data attributes), its dumped DOM, and its console lines."""
-    res = chromium(page, tmp_path / f"profile-dom-{page.stem}", "--dump-dom")
+    probed = with_probe(page, tmp_path)
+    res = chromium(probed, tmp_path / f"profile-dom-{page.stem}", "--dump-dom")
     assert res.returncode == 0, res.stderr[-2000:]
     body = re.search(r"<body([^>]*)>", res.stdout)
     assert body is not None, res.stdout[:500]

@@ -77,9 +77,9 @@ def test_expansion_is_deterministic_and_drops_keys_a_learner_does_not_take():
     er = plan.runs[-1]
     assert er.config.learner == {"name": "er", "mem_size": 50} and er.config.train["lr"] == 0.01
     assert er.config.seeds == (1,) and er.cell == "learner=er,mem_size=50,lr=0.01"
-    # a key no learner accepts is a typo: kept, so that run fails loudly instead of silently
-    typo = parse_sweep(tiny(axes={"learner.name": ["naive"], "learner.mem_sise": [1]}))
-    assert typo.runs[0].config.learner == {"name": "naive", "mem_sise": 1}
+    # a key no learner accepts is a typo: kept, so the plan fails loudly (the run config refuses it)
+    with pytest.raises(ConfigError, match="cell learner=naive,mem_sise=1: .*has no hyper-parameter 'mem_sise'"):
+        parse_sweep(tiny(axes={"learner.name": ["naive"], "learner.mem_sise": [1]}))
 
 
 def test_seeds_axis_and_axis_errors():
@@ -146,17 +146,18 @@ def test_a_cell_directory_is_what_lifelong_run_writes_for_the_cell(local_sweep, 
 
 
 def test_a_failed_run_is_recorded_and_does_not_stop_the_sweep(tmp_path):
-    # learner.lr = -1 makes the learner raise ConfigError; the other cell must still run
-    data = tiny(seeds=[0], axes={"learner.name": ["naive"], "learner.lr": [-1.0, 0.05]})
+    # 50 chunks of blobs' 10 classes: a valid config that the scenario refuses when the run builds
+    # its stream (ConfigError); the other cell must still run
+    data = tiny(seeds=[0], axes={"learner.name": ["naive"], "scenario.n_chunks": [50, 5]})
     res = run_sweep(parse_sweep(data), tmp_path / "s", backend="local", console=quiet(), compare=False)
-    bad, good = "learner=naive,lr=-1.0,seed=0", "learner=naive,lr=0.05,seed=0"
+    bad, good = "learner=naive,n_chunks=50,seed=0", "learner=naive,n_chunks=5,seed=0"
     assert res.done == [good] and list(res.failed) == [bad]
     status = read_status(tmp_path / "s" / bad)
     assert status["status"] == "failed" and status["error_type"] == "ConfigError"
-    assert "lr must be > 0" in status["error"] and status["traceback"] is None
+    assert "do not split into 50 equal chunks" in status["error"] and status["traceback"] is None
     md = (tmp_path / "s" / "summary.md").read_text()
-    assert "## Failed runs" in md and f"| {bad} | ConfigError: lr must be > 0" in md
-    assert "| naive | -1.0 | 0/1 (1 failed) |" in md
+    assert "## Failed runs" in md and f"| {bad} | ConfigError: class_incremental: 10 classes do not split" in md
+    assert "| naive | 50 | 0/1 (1 failed) |" in md
 
 
 def test_torch_threads_come_from_the_flag_then_the_config_then_cpus_per_run(tmp_path):
