@@ -377,3 +377,25 @@ def test_sweep_spreads_over_a_two_node_cluster(two_node_cluster, local_sweep, tm
     assert used == nodes  # both nodes ran runs (each has 1 CPU, so 4 queued runs must spread)
     for name in RUNS:
         assert (tmp_path / "tiny" / name / "log.jsonl").read_bytes() == (local_sweep / name / "log.jsonl").read_bytes()
+
+
+def test_progress_comes_as_events_and_the_cli_display_draws_them(tmp_path):
+    from rich.console import Console
+
+    from lifelong.cli.sweep import SweepDisplay
+
+    events = []
+    data = tiny(seeds=[0], axes={"learner.name": ["naive"], "scenario.n_chunks": [50, 5]})
+    run_sweep(parse_sweep(data), tmp_path / "s", backend="local", compare=False,
+              on_event=lambda kind, info: events.append((kind, dict(info))))
+    assert events[0] == ("start", {"title": "tiny", "total": 2, "skipped": 0})
+    finished = [info for kind, info in events if kind == "finished"]
+    assert [f["status"] for f in finished] == ["failed", "done"]
+    console = Console(record=True, width=200, force_terminal=False)
+    with SweepDisplay(console) as display:
+        for kind, info in events:
+            display(kind, info)
+    lines = console.export_text().splitlines()
+    assert lines[0].startswith("[1/2] FAILED  learner=naive,n_chunks=50,seed=0: ConfigError: ")
+    assert lines[1].startswith("[2/2] done    learner=naive,n_chunks=5,seed=0  acc ")
+    assert (display.n_finished, display.n_failed) == (2, 1)
