@@ -13,6 +13,7 @@ from conftest import tiny_dataset
 from lifelong.experiments.config import from_dict
 from lifelong.errors import ConfigError
 from lifelong.evaluate.l2logger import read_l2logger, records_to_l2rows
+from lifelong.evaluate.lifetimes import export_l2logger, expert_rows
 from lifelong.data.lifetimes import (
     expert_streams,
     l2m_alternating,
@@ -233,7 +234,6 @@ def test_run_with_ste_writes_experts_and_an_l2m_section(tmp_path):
 
     # the export reads back to the same numbers; import-l2logger scores it from the command line
     from lifelong.cli import main
-    from lifelong.data.lifetimes import export_l2logger, expert_rows
 
     out = tmp_path / "l2"
     (log_dir,) = export_l2logger(run, out)
@@ -265,7 +265,6 @@ def test_a_run_with_experts_scores_the_same_in_l2metrics(tmp_path):
 
     from l2m_tools import reference
 
-    from lifelong.data.lifetimes import export_l2logger
 
     try:
         python = reference.ensure_venv()

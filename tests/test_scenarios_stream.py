@@ -153,7 +153,12 @@ def test_river_rbf_concepts_differ_and_recur(ds):
         ("river_drift", {"concepts": [0, 1]}, "2 concepts given for 4 chunks"),
         ("river_drift", {"concepts": [0, 1, 2, 5]}, "variants"),
         ("river_drift", {"noise": 2.0}, "noise"),
-        ("concept_drift", {"n_chunk": 4}, "unexpected keyword"),
+        ("concept_drift", {"n_chunk": 4}, r"scenario 'concept_drift': has no option 'n_chunk'; it accepts: n_chunks, "),
+        # a wrong-typed option is our message, naming the option and the type it needs
+        ("concept_drift", {"n_chunks": "8"}, r"scenario 'concept_drift': n_chunks must be an integer, got '8'"),
+        ("blurry", {"blurry_ratio": "high"}, r"scenario 'blurry': blurry_ratio must be a number, got 'high'"),
+        ("river_drift", {"concepts": [0.5, 1]}, r"scenario 'river_drift': concepts must be a list of integers \(or omitted\)"),
+        ("online", {"task_free": True}, "has no option 'task_free'"),
     ],
 )
 def test_bad_requests_are_refused_with_a_config_error(ds, name, opts, match):

@@ -1,5 +1,7 @@
-"""L2M lifetimes: alternating learning and evaluation blocks over a base split, the single-task
-experts (STE) they are compared with, and the glue that scores a run with the L2M metrics.
+"""L2M lifetimes: alternating learning and evaluation blocks over a base split, and the streams of
+the single-task experts (STE) they are compared with. This module builds streams only (the data
+stage); the experts are trained by :mod:`lifelong.experiments.experts` and a run is scored by
+:mod:`lifelong.evaluate.lifetimes`.
 
 A *lifetime* (New et al., "Lifelong Learning Metrics", arXiv 2201.08278) is a sequence of learning
 blocks, each on one task, with an evaluation block on every task after each of them. Here the tasks
@@ -49,8 +51,9 @@ become ``block_subtype = "sleep"`` rows in the l2logger log. A sleep block carri
 task learned just before it.
 
 ``ste = true`` asks :func:`lifelong.experiments.run.execute` to also train the same learner on each task alone
-(:func:`run_experts`), store those runs under ``<run>/ste/`` and pass them to the L2M metrics as
-single-task-expert data (relative performance and sample efficiency need them).
+(:func:`lifelong.experiments.experts.run_experts`, on the streams of :func:`expert_streams`), store
+those runs under ``<run>/ste/`` and pass them to the L2M metrics as single-task-expert data
+(relative performance and sample efficiency need them).
 
 Examples
 --------
@@ -74,25 +77,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from lifelong.data import Chunk, Dataset
-from lifelong.errors import ConfigError, DataError
+from lifelong.data.splits import Stream, class_incremental, domain_incremental, task_incremental
+from lifelong.errors import ConfigError
 from lifelong.seeding import derive_seed
-
-if TYPE_CHECKING:  # the scenarios module imports this one to register the lifetimes
-    from lifelong.experiments.config import RunConfig
-    from lifelong.log import Record
-    from lifelong.data.scenarios import Stream
 
 SCENARIO_TYPES = ("condensed", "dispersed", "alternating", "permuted", "ste")
 #: Scenario options that shape the lifetime but not the base split (an STE run drops them).
 LIFETIME_ONLY = ("repeats", "sleep", "sleep_size", "ste")
-STE_DIR = "ste"
 _BASE_DEFAULTS = {"split": "class", "n_chunks": 5, "classes_per_chunk": None, "class_order": "natural",
                   "transform": "permutation", "train_per_chunk": None, "test_per_chunk": None}
 
@@ -174,14 +171,12 @@ def _base(
     ds: Dataset, *, split: str, n_chunks: int, classes_per_chunk: int | None, class_order: str | Sequence[int],
     transform: str, train_per_chunk: int | None, test_per_chunk: int | None, seed: int,
 ) -> Stream:
-    from lifelong.data import scenarios as sc  # imported here: scenarios imports this module to register it
-
     if split in ("class", "task"):
-        build = sc.class_incremental if split == "class" else sc.task_incremental
+        build = class_incremental if split == "class" else task_incremental
         return build(ds, n_chunks=n_chunks, classes_per_chunk=classes_per_chunk, class_order=class_order, seed=seed,
                      train_per_chunk=train_per_chunk, test_per_chunk=test_per_chunk)
     if split == "domain":
-        return sc.domain_incremental(ds, n_chunks=n_chunks, transform=transform, seed=seed,
+        return domain_incremental(ds, n_chunks=n_chunks, transform=transform, seed=seed,
                                      train_per_chunk=train_per_chunk, test_per_chunk=test_per_chunk)
     raise ConfigError(f"L2M scenarios: split must be 'class', 'task' or 'domain', got {split!r}")
 
@@ -207,8 +202,6 @@ def _sleep_chunk(index: int, base: Stream, learned: list[tuple[int, Tensor]], si
 def _lifetime(
     ds: Dataset, kind: str, *, repeats: int, sleep: bool, sleep_size: int, ste: bool, seed: int, **base_opts: Any,
 ) -> Stream:
-    from lifelong.data.scenarios import Stream
-
     if not isinstance(sleep, bool) or not isinstance(ste, bool):
         raise ConfigError("L2M scenarios: sleep and ste must be true or false")
     if isinstance(sleep_size, bool) or not isinstance(sleep_size, int) or sleep_size < 1:
@@ -361,8 +354,6 @@ def l2m_ste(
 
 def _expert(base: Stream, t: int, split: str) -> Stream:
     """The STE stream of base task ``t``: its whole training chunk, its evaluation set."""
-    from lifelong.data.scenarios import Stream
-
     return Stream(
         "l2m_ste", [replace(base.chunks[t], index=0)], [replace(base.eval_sets[t], index=0)], base.n_classes,
         base.input_shape, task_classes=base.task_classes,
@@ -374,7 +365,7 @@ def _expert(base: Stream, t: int, split: str) -> Stream:
 for _f in (l2m_condensed, l2m_dispersed, l2m_alternating, l2m_permuted):
     _f.__doc__ = (_f.__doc__ or "") + "\n" + _BASE_DOC
 
-#: (name, description, builder) of every L2M scenario; registered by :mod:`lifelong.data.scenarios`.
+#: (name, description, builder) of every L2M scenario; :mod:`lifelong.data.scenarios` registers them.
 L2M_SCENARIOS = (
     ("l2m_condensed", "L2M lifetime: each task learned once, evaluation blocks between (sleep optional)", l2m_condensed),
     ("l2m_dispersed", "L2M lifetime: tasks split into pieces and revisited in rounds", l2m_dispersed),
@@ -412,142 +403,3 @@ def expert_streams(ds: Dataset, scenario: dict[str, Any], seed: int) -> dict[str
     base = _base(ds, seed=seed, **opts)
     out = {c.name: _expert(base, t, opts["split"]) for t, c in enumerate(base.chunks)}
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# a run's experts and its L2M section
-
-
-def _task_dir(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-
-
-def run_experts(cfg: RunConfig, run_dir: str | Path, ds: Dataset | None = None) -> dict[str, Path]:
-    """Train the run's learner on each task alone, for every seed; logs go to ``<run>/ste/<task>/``.
-
-    Each expert uses the run's learner, model and training settings and the same seed as the
-    lifetime it is compared with; its log (one ``log.jsonl`` per task, every seed in it) is what
-    :func:`l2m_section` passes to :func:`lifelong.evaluate.l2m.l2m_metrics` as STE data.
-
-    Parameters
-    ----------
-    cfg : RunConfig
-        The run's config; its scenario must be an L2M lifetime.
-    run_dir : str or Path
-        The run directory.
-    ds : Dataset, optional
-        The loaded dataset (loaded from the config when omitted).
-
-    Returns
-    -------
-    dict of str to Path
-        Task name -> the expert's log file.
-    """
-    from lifelong.log import write_log
-    from lifelong.learn.loop import iter_run
-    from lifelong.experiments.run import load_data, loop_config, make_run_learner
-
-    ds = load_data(cfg) if ds is None else ds
-    logs: dict[str, list[Record]] = {}
-    for seed in cfg.seeds:
-        for task, stream in expert_streams(ds, cfg.scenario, seed).items():
-            learner = make_run_learner(cfg, stream, seed)
-            logs.setdefault(task, []).extend(iter_run(stream, learner, loop_config(cfg), seed=seed,
-                                                      meta={"dataset": ds.name, "seed": seed, "ste": True}))
-    out = {}
-    for task, records in logs.items():
-        path = Path(run_dir) / STE_DIR / _task_dir(task) / "log.jsonl"
-        write_log(path, records)
-        out[task] = path
-    return out
-
-
-def expert_rows(run_dir: str | Path, seed: int) -> dict[str, list[list[dict[str, Any]]]]:
-    """STE data of one seed for :func:`~lifelong.evaluate.l2m.l2m_metrics`: task -> [rows]."""
-    from lifelong.evaluate.l2logger import records_to_l2rows
-    from lifelong.log import read_log
-
-    out: dict[str, list[list[dict[str, Any]]]] = {}
-    for path in sorted((Path(run_dir) / STE_DIR).glob("*/log.jsonl")):
-        records = read_log(path)
-        if not any(r.seed == seed for r in records):
-            continue
-        rows = records_to_l2rows(records, seed)
-        task = next((r["task_name"] for r in rows if r["block_type"] == "train"), None)
-        if task is not None:
-            out.setdefault(task, []).append(rows)
-    return out
-
-
-def l2m_section(run_dir: str | Path, records: list[Record]) -> dict[str, Any] | None:
-    """The ``"l2m"`` section of ``metrics.json``: L2M lifetime metrics per seed and their mean ± std.
-
-    Every run gets one (any log converts to L2M rows with
-    :func:`~lifelong.evaluate.l2logger.records_to_l2rows`); STE-based metrics are NaN unless the run has
-    expert logs under ``<run>/ste/``.
-
-    Returns
-    -------
-    dict or None
-        ``{"per_seed": {seed: {metric: value}}, "summary": {metric: [mean, std]}, "ste_tasks": [...],
-        "scenario_type": ...}``, or None for a log without training records.
-    """
-    from lifelong.evaluate.l2logger import records_to_l2rows
-    from lifelong.evaluate import summarize
-    from lifelong.evaluate.l2m import LIFETIME_METRICS, l2m_metrics
-
-    seeds = list(dict.fromkeys(r.seed for r in records if r.kind == "train"))
-    if not seeds:
-        return None
-    per_seed: dict[str, dict[str, float]] = {}
-    ste_tasks: set[str] = set()
-    for seed in seeds:
-        ste = expert_rows(run_dir, seed)
-        ste_tasks.update(ste)
-        m = l2m_metrics(records_to_l2rows(records, seed), ste=ste or None)
-        per_seed[str(seed)] = {k: m[k] for k in LIFETIME_METRICS}
-    meta = next((r.extra for r in records if r.kind == "meta"), {})
-    return {
-        "per_seed": per_seed,
-        "summary": {k: list(v) for k, v in summarize(list(per_seed.values())).items()},
-        "ste_tasks": sorted(ste_tasks),
-        "scenario_type": meta.get("scenario_type", "custom"),
-    }
-
-
-def export_l2logger(run_dir: str | Path, out_dir: str | Path, *, overwrite: bool = False) -> list[Path]:
-    """Write a run's log, one lifetime per seed, in the l2logger layout (format 1.1).
-
-    Lifetimes go to ``<out>/<run>-seed<s>-<timestamp>/``; expert runs, if any, to
-    ``<out>/ste/<run>/seed<s>/<task>-<timestamp>/``, one directory per seed because the lifetime of seed
-    ``s`` is scored against the experts of seed ``s``. To score seed ``s`` with ``l2metrics``, store
-    its experts first (``L2DATA=<empty dir> python -m l2metrics -R -l <out>/ste/<run>/seed<s> -s a``), then
-    run ``python -m l2metrics -l <lifetime dir> -p performance`` with the same ``L2DATA``.
-    Returns the lifetime directories.
-    """
-    from lifelong.evaluate.l2logger import L2ROW_METRIC_COLUMNS, records_to_l2rows, write_l2logger
-    from lifelong.log import read_log
-
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    records = read_log(run_dir / "log.jsonl")
-    meta = next((r.extra for r in records if r.kind == "meta"), {})
-    kind = meta.get("scenario_type", "custom")
-    info = {"author": "lifelong", "scenario_type": kind if kind in SCENARIO_TYPES else "custom",
-            "complexity": "1-low", "difficulty": "2-medium", "scenario": meta.get("scenario", "?"),
-            "learner": meta.get("learner", "?"), "dataset": meta.get("dataset", "?")}
-    name = run_dir.resolve().name.split(".")[0] or "run"
-    out = []
-    for seed in dict.fromkeys(r.seed for r in records if r.kind == "train"):
-        rows = records_to_l2rows(records, seed)
-        out.append(write_l2logger(rows, out_dir, f"{name}-seed{seed}", metric_columns=list(L2ROW_METRIC_COLUMNS),
-                                  scenario_info=info, overwrite=overwrite))
-    for path in sorted((run_dir / STE_DIR).glob("*/log.jsonl")):
-        ste_records = read_log(path)
-        for seed in dict.fromkeys(r.seed for r in ste_records if r.kind == "train"):
-            write_l2logger(records_to_l2rows(ste_records, seed), out_dir / STE_DIR / name / f"seed{seed}", path.parent.name,
-                           metric_columns=list(L2ROW_METRIC_COLUMNS), overwrite=overwrite,
-                           scenario_info={**info, "scenario_type": "ste"})
-    if not out:
-        raise DataError(f"{run_dir}/log.jsonl has no training records; nothing to export")
-    return out
-

@@ -27,7 +27,29 @@ A run config looks like::
     name = "er"
     mem_size = 500                # any hyper-parameter the learner accepts
 
-Unknown sections or keys are refused with :class:`~lifelong.errors.ConfigError`.
+Every section is checked here, before anything is built, against the signature of what it will be
+passed to (:mod:`lifelong.options`): ``[learner]`` against the learner's hyper-parameters,
+``[scenario]`` against the scenario's builder, ``[dataset]`` against the loader, ``[model]``
+against the model builder. Names and types must match (``mem_size = 2.5`` is an error; an int given
+for a float option becomes a float). The learning rate and momentum are set in one place,
+``[train]``; the run passes them to the learner. Unknown sections or keys are refused with
+:class:`~lifelong.errors.ConfigError`. ``plugins = ["my_pkg.module"]`` imports those modules
+before any name is looked up, so a plugin's learner, scenario, dataset or model validates like
+a built-in one.
+
+The run, sweep, tune and ledger files all go through :func:`from_dict`; the serve config checks its
+``[learner]`` and ``[model]`` with :func:`check_learner_section` and :func:`check_model_options`.
+
+Examples
+--------
+>>> from_dict({"learner": {"name": "er", "mem_size": 2.5}})
+Traceback (most recent call last):
+...
+lifelong.errors.ConfigError: [learner] mem_size must be an integer, got 2.5
+>>> from_dict({"learner": {"name": "er", "lr": 0.1}})
+Traceback (most recent call last):
+...
+lifelong.errors.ConfigError: [learner] lr: the learning rate is set in one place, [train] lr (the run passes it to the learner); move it there
 """
 
 from __future__ import annotations
@@ -40,13 +62,34 @@ from typing import Any
 
 import tomli_w
 
+from lifelong.data.datasets import dataset_options
+from lifelong.data.scenarios import scenario_options
 from lifelong.errors import ConfigError
+from lifelong.learn.methods import check_hyperparameters
+from lifelong.learn.nets import MODELS
+from lifelong.options import check_options
 from lifelong.plugins import load_plugins
 
-SECTIONS = ("dataset", "scenario", "model", "train", "learner", "reference")
+SECTIONS = ("dataset", "scenario", "model", "train", "learner")
 TOP_LEVEL = ("name", "seeds", "threads", "checkpoint", "plugins")
 TRAIN_KEYS = {"epochs": int, "batch_size": int, "lr": float, "momentum": float, "eval_every": int, "eval_batch_size": int,
               "near_future": int}
+#: ``[train]`` keys the run passes to the learner (when it takes them): set here and nowhere else.
+TRAIN_TO_LEARNER = ("lr", "momentum")
+#: Learner parameters a config may not set in ``[learner]``, and why.
+LEARNER_RESERVED = {
+    "lr": "the learning rate is set in one place, [train] lr (the run passes it to the learner); move it there",
+    "momentum": "the momentum is set in one place, [train] momentum (the run passes it to the learner); move it there",
+    "seed": "the run seeds the learner itself; set the top-level `seeds` instead",
+    "task_classes": "task identity comes from the scenario (e.g. name = \"task_incremental\"), not from [learner]",
+}
+#: Model-builder parameters the run fills from the stream.
+MODEL_FILLED = ("input_shape", "n_classes", "seed")
+#: Sections that used to be accepted (and ignored), with how to do what they meant.
+RETIRED_SECTIONS = {
+    "reference": "a run config has no [reference] section: give the reference run (a cumulative or joint run, "
+                 "for intransigence) when the report is built: `lifelong report RUN --reference REFERENCE_RUN`",
+}
 
 
 @dataclass(frozen=True)
@@ -87,32 +130,96 @@ def _check_positive(section: str, key: str, value: Any, kind: type) -> Any:
     return value
 
 
+def check_train(section: dict[str, Any], *, keys: Any = TRAIN_KEYS, where: str = "[train]") -> dict[str, Any]:
+    """A ``[train]`` table: known keys (``keys``, default every run key), positive values of the
+    right type (an int given for a float becomes a float). Returns the checked table."""
+    out = {}
+    for k, v in section.items():
+        if k not in keys:
+            raise ConfigError(f"unknown key {k!r} in {where}; known keys: {sorted(keys)}")
+        out[k] = _check_positive("train", k, v, TRAIN_KEYS[k])
+    return out
+
+
+def read_plugins(data: dict[str, Any]) -> tuple[str, ...]:
+    """Check the top-level ``plugins`` key of a config document and import those modules (every
+    config file calls this before it looks up a name)."""
+    plugins = data.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(p, str) and p for p in plugins):
+        raise ConfigError(f"plugins must be a list of module names, got {plugins!r}")
+    load_plugins(plugins)
+    return tuple(plugins)
+
+
+def check_learner_section(section: dict[str, Any], *, where: str = "[learner]") -> dict[str, Any]:
+    """A ``[learner]`` table checked against the learner's hyper-parameters: ``name`` is registered,
+    every other key is a hyper-parameter of the right type (converted where allowed), and none of
+    :data:`LEARNER_RESERVED` is set. Returns the checked table."""
+    name = section.get("name")
+    if not isinstance(name, str):
+        raise ConfigError(f"{where} needs a string `name`, e.g. name = \"er\" (see `lifelong list`)")
+    hp = {k: v for k, v in section.items() if k != "name"}
+    for key in hp:
+        if key in LEARNER_RESERVED:
+            raise ConfigError(f"{where} {key}: {LEARNER_RESERVED[key]}")
+    return {"name": name, **check_hyperparameters(name, hp, where=where)}
+
+
+def check_model_options(kind: Any, options: dict[str, Any], *, where: str = "[model]") -> dict[str, Any]:
+    """A model's options (without ``kind``) checked against its builder; returns them converted."""
+    if not isinstance(kind, str):
+        raise ConfigError(f"{where} kind must be a string, e.g. kind = \"mlp\"; choose one of: {', '.join(sorted(MODELS))}")
+    builder = MODELS.lookup(kind)
+    for key in options:
+        if key in MODEL_FILLED:
+            raise ConfigError(f"{where} {key} is not an option: the run takes it from the stream")
+    return check_options(builder, options, where=where, skip=MODEL_FILLED)
+
+
+def _check_named(section: str, table: dict[str, Any]) -> dict[str, Any]:
+    """``[dataset]`` or ``[scenario]``: a string ``name`` and its options, checked and converted."""
+    name = table.get("name")
+    if not isinstance(name, str):
+        raise ConfigError(f"[{section}] needs a string `name` (see `lifelong list`)")
+    opts = {k: v for k, v in table.items() if k != "name"}
+    check = dataset_options if section == "dataset" else scenario_options
+    return {"name": name, **check(name, opts)}
+
+
 def from_dict(data: dict[str, Any]) -> RunConfig:
-    """Validate a parsed TOML document and fill defaults."""
+    """Validate a parsed TOML document and fill defaults.
+
+    Plugins load first; then every section is checked against the signature it will be passed to
+    (see the module docstring). Raises :class:`ConfigError` with what to fix.
+    """
+    for key, why in RETIRED_SECTIONS.items():
+        if key in data:
+            raise ConfigError(why)
     unknown = sorted(set(data) - set(SECTIONS) - set(TOP_LEVEL))
     if unknown:
         raise ConfigError(
             f"unknown config key(s) {', '.join(map(repr, unknown))}; top-level keys are {list(TOP_LEVEL)} "
             f"and sections are {list(SECTIONS)}"
         )
-    plugins = data.get("plugins", [])
-    if not isinstance(plugins, list) or not all(isinstance(p, str) and p for p in plugins):
-        raise ConfigError(f"plugins must be a list of module names, got {plugins!r}")
-    load_plugins(plugins)
+    plugins = read_plugins(data)  # before any name is looked up
     base = RunConfig()
     sections: dict[str, dict[str, Any]] = {}
     for s in ("dataset", "scenario", "model", "train", "learner"):
         value = data.get(s, {})
         if not isinstance(value, dict):
             raise ConfigError(f"[{s}] must be a table, got {type(value).__name__}")
-        merged = {**getattr(base, s), **copy.deepcopy(value)}
-        if s in ("dataset", "scenario", "learner") and not isinstance(merged.get("name"), str):
-            raise ConfigError(f"[{s}] needs a string `name`")
-        sections[s] = merged
-    for k, v in sections["train"].items():
-        if k not in TRAIN_KEYS:
-            raise ConfigError(f"unknown key {k!r} in [train]; known keys: {sorted(TRAIN_KEYS)}")
-        sections["train"][k] = _check_positive("train", k, v, TRAIN_KEYS[k])
+        defaults = getattr(base, s)
+        if s == "model" and value.get("kind", defaults["kind"]) != defaults["kind"]:
+            defaults = {}  # the default options are the default model's (an MLP's hidden sizes)
+        sections[s] = {**defaults, **copy.deepcopy(value)}
+    sections["train"] = check_train(sections["train"])
+    sections["dataset"] = _check_named("dataset", sections["dataset"])
+    sections["scenario"] = _check_named("scenario", sections["scenario"])
+    model = sections["model"]
+    kind = model.get("kind", "mlp")
+    sections["model"] = {**({"kind": kind} if "kind" in model else {}),
+                         **check_model_options(kind, {k: v for k, v in model.items() if k != "kind"})}
+    sections["learner"] = check_learner_section(sections["learner"])
     seeds = data.get("seeds", list(base.seeds))
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = [seeds]
@@ -124,12 +231,12 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
         raise ConfigError(f"name must be a plain directory name, got {name!r}")
     threads = data.get("threads", 0)
-    if not isinstance(threads, int) or threads < 0:
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         raise ConfigError(f"threads must be a non-negative integer, got {threads!r}")
     checkpoint = data.get("checkpoint", True)
     if not isinstance(checkpoint, bool):
         raise ConfigError(f"checkpoint must be true or false, got {checkpoint!r}")
-    return RunConfig(name=name, seeds=tuple(seeds), threads=threads, checkpoint=checkpoint, plugins=tuple(plugins),
+    return RunConfig(name=name, seeds=tuple(seeds), threads=threads, checkpoint=checkpoint, plugins=plugins,
                      **sections)
 
 

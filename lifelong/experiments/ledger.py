@@ -34,13 +34,15 @@ from typing import Any
 import numpy as np
 import tomli_w
 
-from lifelong.experiments.config import from_dict, read_toml
 from lifelong.errors import ConfigError
-from lifelong.learn.methods import check_learner
 from lifelong.evaluate import classic_metrics
-from lifelong.experiments.run import iter_seed, load_data
+from lifelong.experiments.config import from_dict, read_toml
+from lifelong.experiments.runner import build_run, iter_seed, load_data
+from lifelong.options import check_value
 
 TIERS = ("fast", "full")
+SUITE_KEYS = ("suite", "tier", "seeds", "description", "base", "entry")
+ENTRY_KEYS = ("learner", "acc", "tol", "observed")
 
 
 @dataclass
@@ -81,6 +83,11 @@ def load_suite(path: str | Path) -> Suite:
     for key in ("suite", "tier", "base", "entry"):
         if key not in raw:
             raise ConfigError(f"ledger file {path} lacks `{key}`")
+    unknown = sorted(set(raw) - set(SUITE_KEYS))
+    if unknown:
+        raise ConfigError(f"ledger file {path}: unknown key(s) {', '.join(map(repr, unknown))}; known: {list(SUITE_KEYS)}")
+    if not isinstance(raw["base"], dict) or not isinstance(raw["entry"], list):
+        raise ConfigError(f"ledger file {path}: `base` must be a table and `entry` a list of [[entry]] tables")
     if raw["tier"] not in TIERS:
         raise ConfigError(f"ledger file {path}: tier must be one of {TIERS}, got {raw['tier']!r}")
     seeds = tuple(raw.get("seeds", [0]))
@@ -89,12 +96,22 @@ def load_suite(path: str | Path) -> Suite:
         missing = {"learner", "acc", "tol"} - set(e)
         if missing:
             raise ConfigError(f"ledger file {path}: entry {i} lacks {sorted(missing)}")
+        unknown = sorted(set(e) - set(ENTRY_KEYS))
+        if unknown:
+            raise ConfigError(f"ledger file {path}: entry {i} has unknown key(s) {', '.join(map(repr, unknown))}; "
+                              f"known: {list(ENTRY_KEYS)}")
+        for key in ("acc", "tol"):
+            check_value(e[key], float, where=f"ledger file {path}: entry {i} {key}")
+        if not isinstance(e["learner"], dict):
+            raise ConfigError(f"ledger file {path}: entry {i} learner must be a table, e.g. {{ name = \"er\" }}")
         entries.append(Entry(raw["suite"], e["learner"], float(e["acc"]), float(e["tol"]),
                              dict(e.get("observed", {})), raw["base"], seeds))
     suite = Suite(path, raw["suite"], raw["tier"], seeds, raw.get("description", ""), raw["base"], entries, raw)
-    for entry in entries:  # validate now, not an hour into a check
-        cfg = entry.config()
-        check_learner(cfg.learner_name, {k: v for k, v in cfg.learner.items() if k != "name"})
+    for i, entry in enumerate(entries):  # validate now (names and types of every section), not an hour into a check
+        try:
+            entry.config()
+        except ConfigError as e:
+            raise ConfigError(f"ledger file {path}: entry {i} ({entry.label}): {e}") from None
     return suite
 
 
@@ -131,7 +148,7 @@ def run_entry(entry: Entry, cache: dict | None = None) -> Outcome:
     accs, forgets = [], []
     t0 = time.perf_counter()
     for seed in cfg.seeds:
-        records = [rec for rec, _ in iter_seed(cfg, ds, seed, None, None)]
+        records = list(iter_seed(build_run(cfg, seed, ds)))
         m = classic_metrics(records, seed)
         accs.append(m["acc"])
         forgets.append(m["forgetting"])

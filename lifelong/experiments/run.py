@@ -5,6 +5,10 @@ after every chunk and exact resume.
 ``checkpoints/seed<s>.pt``. A checkpoint is a ``state_dict`` (learner, optimiser, memory,
 generators) plus the position in the stream and the byte length the log had at that point, so a
 resumed run truncates the log there and continues exactly as an uninterrupted one would.
+
+Stream, model and learner come from the one runner (:mod:`lifelong.experiments.runner`); this
+module adds the directory, the log file and the checkpoints. ``threads`` in the config sets torch's
+thread count for the run only: it is restored when :func:`execute` returns or raises.
 """
 
 from __future__ import annotations
@@ -19,45 +23,20 @@ from typing import Any
 
 import torch
 
-from lifelong.experiments.config import RunConfig, load_config
 from lifelong.data import Dataset
-from lifelong.data.datasets import load_dataset
+from lifelong.data.scenarios import Stream
 from lifelong.errors import CheckpointError, ConfigError
-from lifelong.learn.methods import LEARNERS, Learner, hyperparameters, make_learner
+from lifelong.evaluate import accuracy_matrix, classic_metrics, seeds, summarize
+from lifelong.evaluate.lifetimes import STE_DIR, l2m_section
+from lifelong.experiments.config import RunConfig, load_config
+from lifelong.experiments.experts import run_experts
+from lifelong.experiments.runner import build_run, load_data, loop_config, torch_threads
+from lifelong.experiments.runner import iter_seed as run_records
+from lifelong.learn.methods import LEARNERS
 from lifelong.log import Record, RunLog, read_log
-from lifelong.learn.loop import LoopConfig, iter_run, training_view
-from lifelong.learn.nets import build_model
-from lifelong.data.scenarios import Stream, build_stream
+from lifelong.report import markdown_report
 
 CHECKPOINT_VERSION = 1
-
-
-def load_data(cfg: RunConfig) -> Dataset:
-    opts = {k: v for k, v in cfg.dataset.items() if k != "name"}
-    return load_dataset(cfg.dataset["name"], **opts)
-
-
-def make_stream(cfg: RunConfig, ds: Dataset, seed: int) -> Stream:
-    opts = {k: v for k, v in cfg.scenario.items() if k != "name"}
-    return build_stream(cfg.scenario["name"], ds, seed=seed, **opts)
-
-
-def make_run_learner(cfg: RunConfig, stream: Stream, seed: int) -> Learner:
-    model_opts = {k: v for k, v in cfg.model.items() if k != "kind"}
-    model = build_model(cfg.model.get("kind", "mlp"), stream.input_shape, stream.n_classes, seed=seed, **model_opts)
-    hp = {k: v for k, v in cfg.learner.items() if k != "name"}
-    accepted = hyperparameters(LEARNERS[cfg.learner_name]) if cfg.learner_name in LEARNERS else {}
-    for key in ("lr", "momentum"):
-        if key in cfg.train and key in accepted:
-            hp.setdefault(key, cfg.train[key])
-    return make_learner(cfg.learner_name, model, seed=seed, task_classes=stream.task_classes, **hp)
-
-
-def loop_config(cfg: RunConfig) -> LoopConfig:
-    t = cfg.train
-    return LoopConfig(epochs=t.get("epochs", 1), batch_size=t.get("batch_size", 32),
-                      eval_every=t.get("eval_every", 0), eval_batch_size=t.get("eval_batch_size", 2048),
-                      near_future=t.get("near_future", 0))
 
 
 def checkpoint_path(run_dir: Path, seed: int) -> Path:
@@ -101,28 +80,20 @@ class Progress:
 def iter_seed(
     cfg: RunConfig, ds: Dataset, seed: int, run_dir: Path | None, log: RunLog | None, state: dict | None = None,
 ) -> Iterator[tuple[Record, Stream]]:
-    """Run one seed, writing records to ``log`` and checkpoints after every chunk."""
-    stream = make_stream(cfg, ds, seed)
-    learner = make_run_learner(cfg, stream, seed)
-    start_chunk = start_step = 0
-    if state is not None:
-        try:
-            learner.load_state_dict(state["learner"])
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise CheckpointError(f"checkpoint for seed {seed} does not match this run's config ({e})") from None
-        start_chunk, start_step = int(state["next_chunk"]), int(state["step"])
-    n_chunks = len(training_view(stream, learner.data_view))
-    for rec in iter_run(stream, learner, loop_config(cfg), seed=seed, start_chunk=start_chunk,
-                        start_step=start_step, meta={"dataset": ds.name, "seed": seed}):
+    """Run one seed (:func:`lifelong.experiments.runner.iter_seed`), writing records to ``log`` and
+    a checkpoint after every chunk; yields each record with the seed's stream."""
+    run = build_run(cfg, seed, ds)
+    n_chunks = run.n_chunks
+    for rec in run_records(run, state=state):
         if log is not None:
             log.write(rec)
         if rec.kind == "chunk_end" and log is not None and run_dir is not None and cfg.checkpoint:
             log.flush()
             save_checkpoint(checkpoint_path(run_dir, seed), {
                 "version": CHECKPOINT_VERSION, "seed": seed, "next_chunk": rec.chunk + 1, "step": rec.step,
-                "finished": rec.chunk + 1 == n_chunks, "log_offset": log.offset, "learner": learner.state_dict(),
+                "finished": rec.chunk + 1 == n_chunks, "log_offset": log.offset, "learner": run.learner.state_dict(),
             })
-        yield rec, stream
+        yield rec, run.stream
 
 
 def execute(
@@ -138,17 +109,23 @@ def execute(
         cfg = load_config(run_dir / "config.toml")
     elif log_path.exists() and not force:
         raise ConfigError(f"{run_dir} already holds a run; use --resume to continue it, --force to overwrite, or --name")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    with torch_threads(cfg.threads):  # torch's thread count is restored when the run ends
+        return _execute(cfg, run_dir, resume=resume, on_progress=on_progress, reference=reference)
+
+
+def _execute(cfg: RunConfig, run_dir: Path, *, resume: bool, on_progress: Callable[[Progress], None] | None,
+             reference: str | Path | None) -> dict[str, Any]:
+    log_path = run_dir / "log.jsonl"
     ds = load_data(cfg)
-    # Validate the whole config (scenario options, model, learner hyper-parameters) before anything
-    # is written, so a bad request leaves no half-made run directory behind.
-    make_run_learner(cfg, make_stream(cfg, ds, cfg.seeds[0]), cfg.seeds[0])
+    # Build the first seed's stream, model and learner before anything is written (the config was
+    # checked against the signatures already; this catches what only the builders can see, e.g.
+    # a split the dataset cannot make), so a bad request leaves no half-made run directory behind.
+    build_run(cfg, cfg.seeds[0], ds)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         for old in (run_dir / "checkpoints").glob("seed*.pt"):
             old.unlink()
-        for old in (run_dir / "ste").glob("*/log.jsonl"):  # experts of an overwritten run
+        for old in (run_dir / STE_DIR).glob("*/log.jsonl"):  # experts of an overwritten run
             old.unlink()
         (run_dir / "config.toml").write_text(cfg.to_toml(), encoding="utf-8")
 
@@ -163,6 +140,8 @@ def execute(
                 offset = int(states[seed]["log_offset"])
             if states[seed] is None or not states[seed]["finished"]:
                 break
+    joint = LEARNERS.lookup(cfg.learner_name).data_view == "joint"
+    batch_size = loop_config(cfg).batch_size
     t0 = time.perf_counter()
     with RunLog(log_path, truncate_to=offset) as log:
         for seed in cfg.seeds:
@@ -171,25 +150,19 @@ def execute(
                 continue
             for rec, stream in iter_seed(cfg, ds, seed, run_dir, log, state):
                 if on_progress is not None and rec.kind == "train":
-                    n_chunks = len(stream.chunks) if LEARNERS[cfg.learner_name].data_view != "joint" else 1
+                    n_chunks = 1 if joint else len(stream.chunks)
                     chunk_len = len(stream.chunks[min(rec.chunk, len(stream.chunks) - 1)])
-                    on_progress(Progress(seed, rec.chunk, n_chunks, rec.step, -(-chunk_len // loop_config(cfg).batch_size),
+                    on_progress(Progress(seed, rec.chunk, n_chunks, rec.step, -(-chunk_len // batch_size),
                                          rec.loss_sum / rec.n if rec.n else None))
         log.flush()
     wall_time = time.perf_counter() - t0
-    if cfg.scenario.get("ste"):  # L2M single-task experts, stored under <run>/ste/ (lifelong.data.lifetimes)
-        from lifelong.data.lifetimes import run_experts
-
+    if cfg.scenario.get("ste"):  # L2M single-task experts, stored under <run>/ste/
         run_experts(cfg, run_dir, ds)
     return write_outputs(run_dir, reference=reference, wall_time=wall_time)
 
 
 def write_outputs(run_dir: str | Path, *, reference: str | Path | None = None, wall_time: float | None = None) -> dict[str, Any]:
     """(Re)compute ``metrics.json`` and ``report.md`` from the log: a pure function of the log."""
-    from lifelong.data.lifetimes import l2m_section
-    from lifelong.evaluate import accuracy_matrix, classic_metrics, seeds, summarize
-    from lifelong.report import markdown_report
-
     run_dir = Path(run_dir)
     records = read_log(run_dir / "log.jsonl")
     ref_matrix = None

@@ -72,9 +72,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from lifelong.experiments.config import from_dict, read_toml
 from lifelong.errors import ConfigError
+from lifelong.experiments.config import from_dict, read_toml
+from lifelong.experiments.runner import build_run, iter_seed, load_data, make_stream, torch_threads
 from lifelong.experiments.sweep import apply_values, check_key, parse_sweep, ray_session, run_sweep
+from lifelong.learn.methods import LEARNERS
+from lifelong.report import fmt
 
 ALGORITHMS = ("random", "asha")
 PROTOCOLS = ("first-chunks", "full-stream")
@@ -241,33 +244,44 @@ def trial(params: dict[str, Any], *, spec: dict[str, Any]) -> None:
 
     Reports ``acc``, ``aia``, ``chunk`` and ``final`` (1 on the last chunk) after every chunk.
     """
-    import torch
     from ray import tune
-
-    from lifelong.learn.loop import iter_run
-    from lifelong.experiments.run import load_data, loop_config, make_run_learner, make_stream
 
     values = {k: _plain(v) for k, v in params.items()}
     cfg = from_dict({**apply_values(spec["base"], values), "seeds": [spec["seed"]]})
-    torch.set_num_threads(cfg.threads or spec["cpus_per_trial"])
+    with torch_threads(cfg.threads or spec["cpus_per_trial"]):
+        for report in trial_scores(cfg, spec["seed"], spec["tuning_chunks"]):
+            tune.report(report)
+
+
+def trial_scores(cfg, seed: int, tuning_chunks: int | None):
+    """What a trial reports after every chunk, from the one runner: ``acc`` (mean accuracy over the
+    evaluation sets of the chunks seen so far), ``aia`` (their running mean), ``chunk`` and ``final``.
+
+    Examples
+    --------
+    >>> cfg = from_dict({"dataset": {"name": "blobs", "n_per_class": 10, "n_test_per_class": 4},
+    ...                  "scenario": {"name": "class_incremental", "n_chunks": 5}, "model": {"hidden": [8]}})
+    >>> [r["chunk"] for r in trial_scores(cfg, 0, 2)], [r["final"] for r in trial_scores(cfg, 0, 2)]
+    ([1, 2], [0, 1])
+    """
     ds = load_data(cfg)
-    stream = make_stream(cfg, ds, spec["seed"])
-    if spec["tuning_chunks"] is not None:
-        stream = first_chunks(stream, spec["tuning_chunks"])
-    learner = make_run_learner(cfg, stream, spec["seed"])
+    stream = make_stream(cfg, ds, seed)
+    if tuning_chunks is not None:
+        stream = first_chunks(stream, tuning_chunks)
+    run = build_run(cfg, seed, ds, stream=stream)
+    joint = run.learner.data_view == "joint"
     n_eval = len(stream.eval_sets)
-    n_train = 1 if learner.data_view == "joint" else len(stream.chunks)
     row: dict[int, float] = {}
     accs: list[float] = []
-    for rec in iter_run(stream, learner, loop_config(cfg), seed=spec["seed"]):
+    for rec in iter_seed(run):
         if rec.kind == "eval" and rec.boundary and rec.chunk >= 0:
             row[rec.task] = rec.accuracy
         elif rec.kind == "chunk_end":
             # tasks seen so far: chunk i of a stream brings eval set i; the joint view sees them all
-            seen = n_eval if learner.data_view == "joint" else min(rec.chunk + 1, n_eval)
+            seen = n_eval if joint else min(rec.chunk + 1, n_eval)
             accs.append(sum(row[j] for j in range(seen)) / seen)
-            tune.report({"acc": accs[-1], "aia": sum(accs) / len(accs), "chunk": rec.chunk + 1,
-                         "final": int(len(accs) == n_train)})
+            yield {"acc": accs[-1], "aia": sum(accs) / len(accs), "chunk": rec.chunk + 1,
+                   "final": int(len(accs) == run.n_chunks)}
 
 
 # -- the search ----------------------------------------------------------------------------------
@@ -297,9 +311,6 @@ def _search_space(space: dict[str, dict[str, list]]) -> dict[str, Any]:
 def _n_train_chunks(spec: TuneSpec) -> int:
     """The number of chunks a trial trains on (ASHA's max_t); also validates ``first_chunks``
     against the real stream before any trial starts."""
-    from lifelong.learn.methods import LEARNERS
-    from lifelong.experiments.run import load_data, make_stream
-
     cfg = from_dict({**spec.base, "seeds": [spec.seed]})
     stream = make_stream(cfg, load_data(cfg), spec.seed)
     if spec.tuning_chunks is not None:
@@ -470,8 +481,6 @@ def run_tune(spec: TuneSpec, out_dir: str | Path, *, address: str | None = None,
 
 
 def _summary_md(spec: TuneSpec, record: dict[str, Any], trials: list[dict[str, Any]], final_table: str) -> str:
-    from lifelong.report import fmt
-
     lines = [f"# Tune: {spec.name}", ""]
     if spec.leaky:
         lines += [f"**{LEAKY_LABEL}.** These numbers overstate what the method would reach on an unseen stream.", ""]

@@ -15,6 +15,9 @@ A config looks like::
     input_shape = [784]           # shape of one input row
     n_classes = 10
 
+    [train]                       # optional: the learner's learning rate and momentum
+    lr = 0.05
+
     [serve]
     host = "127.0.0.1"
     port = 8080
@@ -24,8 +27,13 @@ A config looks like::
     batch_size = 32               # events per gradient step
     snapshot_every = 1000         # events between snapshots
 
-Unknown sections or keys raise :class:`~lifelong.errors.ConfigError`, as does a value of the wrong
-type. The token is never part of ``repr`` or of any log line.
+``plugins = ["my_pkg.module"]`` at the top imports plugin modules first, as in a run config. The
+``[learner]``, ``[model]`` and ``[train]`` tables are checked by the run config's own validators
+(:mod:`lifelong.experiments.config`: names and types against the learner's and the model's
+signatures; ``lr`` and ``momentum`` are set in ``[train]`` only), and the learner is built by the
+one runner's :func:`~lifelong.experiments.runner.build_learner`. Unknown sections or keys raise
+:class:`~lifelong.errors.ConfigError`, as does a value of the wrong type. The token is never part of
+``repr`` or of any log line.
 
 Examples
 --------
@@ -49,8 +57,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lifelong.experiments.config import read_toml
 from lifelong.errors import ConfigError
+from lifelong.experiments.config import (
+    TRAIN_TO_LEARNER, check_learner_section, check_model_options, check_train, read_plugins, read_toml,
+)
+from lifelong.experiments.runner import build_learner as build_run_learner
+from lifelong.learn.base import Learner
+from lifelong.options import check_value
 
 TOKEN_ENV = "LIFELONG_SERVE_TOKEN"
 MIN_TOKEN_LEN = 16
@@ -74,7 +87,7 @@ SERVE_KEYS: dict[str, tuple[type, Any, float | None]] = {
     "prediction_cache": (int, 10_000, 0),  # earlier predictions kept for `prediction_id`
     "access_log": (bool, False, None),
 }
-TOP_LEVEL = ("seed", "learner", "model", "serve")
+TOP_LEVEL = ("seed", "plugins", "learner", "model", "train", "serve")
 #: without a [learner] table: the complementary learner, a slow network with reservoir replay plus
 #: an error memory that corrects predictions from feedback at once
 DEFAULT_LEARNER: dict[str, Any] = {"name": "error_memory", "inner": "er", "inner_hp": {"mem_size": 500}}
@@ -86,6 +99,8 @@ class ServeConfig:
 
     learner: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_LEARNER))
     model: dict[str, Any] = field(default_factory=lambda: {"kind": "mlp", "hidden": [256, 256]})
+    train: dict[str, Any] = field(default_factory=dict)  # lr and momentum, when given
+    plugins: tuple[str, ...] = ()
     input_shape: tuple[int, ...] = (784,)
     n_classes: int = 10
     seed: int = 0
@@ -113,7 +128,8 @@ class ServeConfig:
     def fingerprint(self) -> str:
         """SHA-256 of what determines the learner's state given the log: learner, model, shapes and
         seed. The batch size is not part of it (the worker journals every batch's boundaries)."""
-        what = {"learner": self.learner, "model": self.model, "input_shape": list(self.input_shape),
+        # lr and momentum count as the learner's (they are its hyper-parameters, set in [train])
+        what = {"learner": {**self.learner, **self.train}, "model": self.model, "input_shape": list(self.input_shape),
                 "n_classes": self.n_classes, "seed": self.seed}
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
@@ -128,21 +144,12 @@ class ServeConfig:
 
 
 def _typed(section: str, key: str, value: Any, kind: type, low: float | None) -> Any:
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"[{section}] {key} must be true or false, got {value!r}")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
-            raise ConfigError(f"[{section}] {key} must be an integer >= {int(low or 0)}, got {value!r}")
-        return value
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or (low is not None and value < low):
-            raise ConfigError(f"[{section}] {key} must be a number >= {low}, got {value!r}")
-        return float(value)
-    if not isinstance(value, str) or not value:
+    value = check_value(value, kind, where=f"[{section}] {key}")
+    if kind is str and not value:
         raise ConfigError(f"[{section}] {key} must be a non-empty string, got {value!r}")
+    if kind in (int, float) and (not math.isfinite(value) or (low is not None and value < low)):
+        what = f"an integer >= {int(low or 0)}" if kind is int else f"a number >= {low}"
+        raise ConfigError(f"[{section}] {key} must be {what}, got {value!r}")
     return value
 
 
@@ -156,7 +163,8 @@ def config_from_dict(data: dict[str, Any], *, base_dir: Path | None = None, env:
     unknown = sorted(set(data) - set(TOP_LEVEL))
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(map(repr, unknown))} in serve config; known: {list(TOP_LEVEL)}")
-    for s in ("learner", "model", "serve"):
+    plugins = read_plugins(data)  # before any name is looked up
+    for s in ("learner", "model", "train", "serve"):
         if not isinstance(data.get(s, {}), dict):
             raise ConfigError(f"[{s}] must be a table")
     seed = data.get("seed", 0)
@@ -164,10 +172,10 @@ def config_from_dict(data: dict[str, Any], *, base_dir: Path | None = None, env:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
 
     learner = copy.deepcopy(data["learner"]) if "learner" in data else copy.deepcopy(DEFAULT_LEARNER)
-    if not isinstance(learner.get("name"), str):
-        raise ConfigError("[learner] needs a string `name`, e.g. name = \"error_memory\" (see `lifelong list`)")
+    check_learner_section(learner)  # kept as given (ints stay ints): the fingerprint of existing data dirs holds
+    train = check_train(copy.deepcopy(data.get("train", {})), keys=TRAIN_TO_LEARNER, where="[train] (serve config)")
 
-    model = {"kind": "mlp", **data.get("model", {})}
+    model = {"kind": "mlp", **copy.deepcopy(data.get("model", {}))}
     if "input_shape" not in model or "n_classes" not in model:
         raise ConfigError("[model] needs input_shape (e.g. [784] or [1, 28, 28]) and n_classes (e.g. 10)")
     shape = model.pop("input_shape")
@@ -176,6 +184,7 @@ def config_from_dict(data: dict[str, Any], *, base_dir: Path | None = None, env:
     if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
         raise ConfigError(f"[model] input_shape must be a list of positive integers, got {shape!r}")
     n_classes = _typed("model", "n_classes", model.pop("n_classes"), int, 2)
+    check_model_options(model["kind"], {k: v for k, v in model.items() if k != "kind"})
 
     serve = dict(data.get("serve", {}))
     bad = sorted(set(serve) - set(SERVE_KEYS))
@@ -193,8 +202,8 @@ def config_from_dict(data: dict[str, Any], *, base_dir: Path | None = None, env:
     data_dir = Path(values.pop("data_dir"))
     if base_dir is not None and not data_dir.is_absolute():
         data_dir = base_dir / data_dir
-    return ServeConfig(learner=learner, model=model, input_shape=tuple(shape), n_classes=n_classes, seed=seed,
-                       data_dir=data_dir, **values)
+    return ServeConfig(learner=learner, model=model, train=train, plugins=plugins, input_shape=tuple(shape),
+                       n_classes=n_classes, seed=seed, data_dir=data_dir, **values)
 
 
 def load_serve_config(path: str | Path, *, env: dict[str, str] | None = None) -> ServeConfig:
@@ -204,12 +213,8 @@ def load_serve_config(path: str | Path, *, env: dict[str, str] | None = None) ->
     return config_from_dict(data, base_dir=path.resolve().parent, env=env)
 
 
-def build_learner(cfg: ServeConfig):
-    """A fresh learner as ``cfg`` describes it; the same call always gives the same initial state."""
-    from lifelong.learn.methods import make_learner
-    from lifelong.learn.nets import build_model
-
-    model_opts = {k: v for k, v in cfg.model.items() if k != "kind"}
-    model = build_model(cfg.model.get("kind", "mlp"), cfg.input_shape, cfg.n_classes, seed=cfg.seed, **model_opts)
-    hp = {k: v for k, v in cfg.learner.items() if k != "name"}
-    return make_learner(cfg.learner["name"], model, seed=cfg.seed, **hp)
+def build_learner(cfg: ServeConfig) -> Learner:
+    """A fresh learner as ``cfg`` describes it, from the one runner's builder; the same call always
+    gives the same initial state."""
+    return build_run_learner(cfg.learner, cfg.model, input_shape=cfg.input_shape, n_classes=cfg.n_classes,
+                             seed=cfg.seed, train=cfg.train)

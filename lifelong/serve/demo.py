@@ -31,7 +31,10 @@ from pathlib import Path
 
 import torch
 
+from lifelong.data.datasets import dataset_available, load_dataset
 from lifelong.seeding import derive_seed
+from lifelong.serve.config import config_from_dict
+from lifelong.serve.service import Service, load_replay, replay
 
 VARIANTS = {
     "slow path only (ER)": {"name": "er", "mem_size": 500},
@@ -76,9 +79,6 @@ def recovery_times(correct: list[int], drifts: list[int], *, window: int = 100, 
 
 
 def run_variant(learner: dict, jsonl: Path, work: Path, input_shape: tuple[int, ...], n_classes: int) -> dict:
-    from lifelong.serve.config import config_from_dict
-    from lifelong.serve.service import Service, load_replay, replay
-
     cfg = config_from_dict({"learner": learner, "model": {"input_shape": list(input_shape), "n_classes": n_classes,
                                                           "hidden": [256, 256]},
                             "serve": {"data_dir": str(work), "linger_ms": 0, "snapshot_every": 2000, "threads": 1}}, env={})
@@ -98,8 +98,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--window", type=int, default=100, help="rolling accuracy window (events)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-
-    from lifelong.data.datasets import dataset_available, load_dataset
 
     name = "fashion_mnist" if dataset_available("fashion_mnist") else "digits"
     ds = load_dataset(name)

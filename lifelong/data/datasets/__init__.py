@@ -40,9 +40,10 @@ from lifelong.data import Dataset
 from lifelong.data.datasets import cifar10, digits, fashion_mnist, files, mnist, mnist1d, synthetic
 from lifelong.data.datasets._common import as_path
 from lifelong.errors import ConfigError
+from lifelong.options import check_options, check_value
 from lifelong.registry import Registry
 
-__all__ = ["DATASETS", "DatasetInfo", "dataset_available", "load_dataset"]
+__all__ = ["DATASETS", "DatasetInfo", "dataset_available", "dataset_options", "load_dataset"]
 
 # Keywords every loader accepts; everything else in its signature is a dataset-specific option.
 _COMMON = ("data_dir", "download", "seed")
@@ -173,16 +174,39 @@ def load_dataset(
     lifelong.errors.ConfigError: unknown option(s) colour for dataset 'digits'; it accepts: test_fraction
     """
     info = _lookup(name)
-    accepted = info.options()
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        hint = f"it accepts: {', '.join(accepted)}" if accepted else "it takes no options"
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} for dataset {info.name!r}; {hint}")
+    options = dataset_options(name, options)
     if not isinstance(download, bool):
         raise ConfigError(f"download must be true or false, got {download!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     return info.loader(data_dir=as_path(data_dir), download=download, seed=seed, **options)
+
+
+def dataset_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Check the options of dataset ``name`` (``data_dir``, ``download``, ``seed`` and its own)
+    against its loader's signature; returns them converted (an int given for a float becomes a
+    float). An unknown name, an unknown option or a value of the wrong type raises
+    :class:`ConfigError`.
+
+    Examples
+    --------
+    >>> dataset_options("digits", {"test_fraction": 1})
+    {'test_fraction': 1.0}
+    >>> dataset_options("digits", {"test_fraction": "half"})
+    Traceback (most recent call last):
+    ...
+    lifelong.errors.ConfigError: dataset 'digits': test_fraction must be a number, got 'half'
+    """
+    info = _lookup(name)
+    accepted = info.options()
+    unknown = sorted(set(options) - set(accepted) - set(_COMMON))
+    if unknown:
+        hint = f"it accepts: {', '.join(accepted)}" if accepted else "it takes no options"
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)} for dataset {info.name!r}; {hint}")
+    out = check_options(info.loader, options, where=f"dataset {info.name!r}:")
+    if "data_dir" in out and out["data_dir"] is not None:
+        check_value(out["data_dir"], str | os.PathLike, where=f"dataset {info.name!r}: data_dir")
+    return out
 
 
 def dataset_available(name: str, data_dir: str | os.PathLike[str] | None = None) -> bool:
