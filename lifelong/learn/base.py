@@ -1,13 +1,21 @@
-"""The Learner protocol and the small helpers that every method shares.
+"""The learner contract, and the :class:`Learner` base class every method here builds on.
 
-A method is a small class: keyword-only hyper-parameters stored under their own names, an
-``observe`` that reads like the paper's update rule, and, if it needs one, an ``end_chunk``.
-:class:`Learner` only supplies plumbing (optimiser, generator, task masking, step statistics and
-state dicts); it is not a hook template.
+The contract (:class:`LearnerProtocol`) is what the loop, the server and the checks use:
+``observe``, ``predict``, ``end_chunk`` and the state dict, plus three declared attributes (``name``,
+``data_view``, ``needs_boundaries``) and ``n_classes``. Optional capabilities are separate
+protocols, discovered with ``isinstance``: :class:`DriftAware` (``on_drift``),
+:class:`MemoryUpdater` (``update_memory``, a gradient-free fast path) and :class:`Consolidator`
+(``consolidate``, one step of a sleep block).
+
+A method is a small class: keyword-only hyper-parameters stored under their own names, its memory,
+and the loss terms (:mod:`lifelong.learn.terms`) that :meth:`Learner.update` adds up; a method with
+an update rule of its own writes ``observe`` (with :meth:`Learner.record_seen` and the pure
+:meth:`Learner.stats`) and sets ``composable = False``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -16,8 +24,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lifelong.data import Batch
-from lifelong.errors import ConfigError, DataError, LifelongError
+from lifelong.errors import CheckpointError, ConfigError, DataError, LifelongError
+from lifelong.learn.memory import TensorMemory
+from lifelong.learn.terms import IncomingCE, StepContext, Term, build_terms
+from lifelong.registry import Registry
 from lifelong.seeding import derive_seed
+
+#: Registered learners by short name. :mod:`lifelong.learn.methods` fills it with every method it
+#: finds; it lives here so that a method (error_memory builds an inner learner) can read it
+#: without importing the package that imports it.
+LEARNERS: Registry = Registry("learner")
 
 
 class TrainingDiverged(LifelongError):
@@ -33,13 +49,76 @@ class StepStats:
     loss_sum: float
 
 
+@dataclass(frozen=True)
+class SleepStats(StepStats):
+    """The counts of one consolidation step, and where its batch came from: ``"memory"`` (sampled
+    from the learner's replay memory) or ``"rehearsal"`` (the sleep chunk's own batch)."""
+
+    source: str = "rehearsal"
+
+
 @runtime_checkable
 class LearnerProtocol(Protocol):
-    def observe(self, batch: Batch) -> StepStats: ...
-    def predict(self, x: Tensor, task: Tensor | None = None) -> Tensor: ...
-    def end_chunk(self) -> None: ...
-    def state_dict(self) -> dict: ...
-    def load_state_dict(self, state: dict) -> None: ...
+    """What every learner provides; the loop and the server need nothing else.
+
+    ``data_view`` is ``"stream"`` (train on the chunks as they come), ``"cumulative"`` or
+    ``"joint"`` (oracles: the loop builds the union views). ``needs_boundaries`` is True exactly
+    when ``end_chunk`` does work (changes the state dict); such a method degrades in task-free
+    streams, where ``end_chunk`` is never called.
+    """
+
+    name: str
+    data_view: str
+    needs_boundaries: bool
+    n_classes: int
+
+    def observe(self, batch: Batch) -> StepStats:
+        """One update on ``batch``; the counts are measured before the update."""
+        ...
+
+    def predict(self, x: Tensor, task: Tensor | None = None) -> Tensor:
+        """``(B, n_classes)`` logits; no training, no change of state that alters later results."""
+        ...
+
+    def end_chunk(self) -> None:
+        """Boundary work; never called in task-free streams."""
+        ...
+
+    def state_dict(self) -> dict:
+        ...
+
+    def load_state_dict(self, state: dict) -> None:
+        ...
+
+
+@runtime_checkable
+class DriftAware(Protocol):
+    """A learner that responds to an external drift alarm (e.g. the serving worker's detector)."""
+
+    def on_drift(self) -> None:
+        ...
+
+
+@runtime_checkable
+class MemoryUpdater(Protocol):
+    """A learner with a gradient-free fast path: ``update_memory`` stores what ``batch`` teaches in
+    a fast memory and returns the logits ``(B, n_classes)`` the batch got before it was stored."""
+
+    def update_memory(self, batch: Batch) -> Tensor:
+        ...
+
+
+@runtime_checkable
+class Consolidator(Protocol):
+    """A learner that can take one consolidation (sleep) step on ``batch``.
+
+    ``generator`` draws any replay sample (the loop passes its shuffle generator, so a sleep block
+    does not consume the learner's own random stream). The returned :class:`SleepStats` counts the
+    batch actually trained on, before the update, and says where it came from.
+    """
+
+    def consolidate(self, batch: Batch, generator: torch.Generator | None = None) -> SleepStats:
+        ...
 
 
 class Learner:
@@ -56,6 +135,18 @@ class Learner:
     task_classes
         for task-incremental scenarios: the classes of each task. Logits outside a sample's task
         are masked in the loss and at prediction (a multi-head network by declared masking).
+    terms
+        extra loss terms, one table each (``{"name": "ewc", "ewc_lambda": 10.0}``; see
+        :data:`lifelong.learn.terms.TERMS`), added after the method's own. Only composable methods
+        (those whose update is :meth:`update`) take them.
+
+    Examples
+    --------
+    >>> import lifelong.learn.methods  # the methods register their terms (l2, ewc, ...)
+    >>> from lifelong.learn.nets import mlp
+    >>> learner = Learner(mlp((4,), 3, hidden=(8,), seed=0), terms=[{"name": "l2", "l2_lambda": 1.0}])
+    >>> [t.name for t in learner.loss_terms], learner.needs_boundaries
+    (['ce', 'l2'], True)
     """
 
     name: ClassVar[str] = ""
@@ -64,6 +155,13 @@ class Learner:
     #: "stream" trains on the chunks as they come; "cumulative" and "joint" are oracles that
     #: see the union of chunks so far, or every chunk at once (the loop builds those views).
     data_view: ClassVar[str] = "stream"
+    #: True when the method's end_chunk does work. An instance whose added terms need boundaries
+    #: (an EWC term on ER) says so in its own ``needs_boundaries``.
+    needs_boundaries: ClassVar[bool] = False
+    #: True when the update is :meth:`update` over ``loss_terms``, so extra terms can be added.
+    composable: ClassVar[bool] = True
+    #: the replay memory that consolidation samples from, where the method has one
+    memory: TensorMemory | None = None
 
     def __init__(
         self,
@@ -74,6 +172,7 @@ class Learner:
         weight_decay: float = 0.0,
         seed: int = 0,
         task_classes: list[tuple[int, ...]] | None = None,
+        terms: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         if not lr > 0:
             raise ConfigError(f"lr must be > 0, got {lr}")
@@ -91,6 +190,30 @@ class Learner:
             self._task_mask = mask
         self.seen_classes = torch.zeros(self.n_classes, dtype=torch.bool)
         self.n_observed = 0
+        self.terms = terms
+        self.extra_terms = build_terms(terms, owner=self.name or type(self).__name__)
+        if self.extra_terms and not self.composable:
+            raise ConfigError(f"{self.name}: this method has an update rule of its own and takes no extra loss "
+                              f"terms; remove `terms` or use a composable method (naive, er, der, ewc, ...)")
+        for term in self.extra_terms:
+            term.bind(self)
+        self.loss_terms: list[Term] = []
+        self.compose(IncomingCE())
+
+    def compose(self, *own: Term) -> None:
+        """Make ``own`` (the method's terms, the incoming-batch loss first) followed by the run's
+        extra terms the learner's objective."""
+        for term in own:
+            term.bind(self)
+        self.loss_terms = [*own, *self.extra_terms] if self.composable else []
+        self.needs_boundaries = type(self).needs_boundaries or any(t.needs_boundaries for t in self.loss_terms)
+
+    def term(self, name: str) -> Term:
+        """The first of ``loss_terms`` named ``name``."""
+        for t in self.loss_terms:
+            if t.name == name:
+                return t
+        raise KeyError(f"{self.name} has no loss term {name!r}; it has {[t.name for t in self.loss_terms]}")
 
     def _out_features(self) -> int:
         head = getattr(self.model, "head", None)
@@ -133,30 +256,67 @@ class Learner:
                 f"{self.name}: the {what} became {float(loss.detach())} after {self.n_observed} samples; {fix}"
             )
 
-    def replay_ce(self, memory, n: int) -> Tensor:
-        """ER's replay term: cross-entropy on ``n`` samples drawn from ``memory`` with
-        ``self.generator``; an exact zero while the memory is empty."""
-        if not len(memory):
-            return torch.zeros(())
-        mb = memory.sample(n, self.generator)
-        return self.ce(self.model(mb.x), mb.y, mb.task)
-
     def step(self, loss: Tensor) -> None:
+        """One SGD step on ``loss``."""
         self.check_finite(loss)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
 
-    def stats(self, logits: Tensor, batch: Batch, loss: Tensor) -> StepStats:
-        """Counts on the incoming batch; ``loss`` is its mean loss (without replay or penalties)."""
+    def context(self, batch: Batch) -> StepContext:
+        """Check ``batch``, enter training mode and run the forward pass the terms share."""
+        self.check_batch(batch)
+        self.train_mode()
+        return StepContext(self, batch, self.model(batch.x))  # logits (B, C)
+
+    def update(self, ctx: StepContext) -> Tensor:
+        """One SGD step on the sum of ``loss_terms``; returns (and sets ``ctx.loss`` to) the first
+        term's value, the loss on the incoming batch."""
+        total: Tensor | None = None
+        for i, term in enumerate(self.loss_terms):
+            if term.separate:
+                continue
+            value = term(ctx)
+            if i == 0:
+                ctx.loss = value
+            if value is not None:
+                total = value if total is None else total + value  # left to right, in term order
+        if total is None or ctx.loss is None:
+            raise ConfigError(f"{self.name}: the first loss term must give the incoming batch's loss")
+        self.check_finite(total)
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        for term in self.loss_terms:
+            term.after_backward(ctx)
+        for term in self.loss_terms:
+            if term.separate:
+                value = term(ctx)
+                if value is not None:
+                    self.check_finite(value, what=f"{term.name} penalty")
+                    value.backward()  # adds its gradient to p.grad
+        self.opt.step()
+        for term in self.loss_terms:
+            term.after_update(ctx)
+        return ctx.loss
+
+    def record_seen(self, batch: Batch) -> None:
+        """Count ``batch`` as observed: its classes join ``seen_classes``. Every ``observe`` calls it
+        once (the methods that read ``seen_classes`` or ``n_observed`` rely on it)."""
         self.seen_classes[batch.y] = True
         self.n_observed += len(batch)
+
+    def stats(self, logits: Tensor, batch: Batch, loss: Tensor) -> StepStats:
+        """Counts on the incoming batch; ``loss`` is its mean loss (without replay or penalties). Pure."""
         pred = self.mask(logits.detach(), batch.task).argmax(1)
         return StepStats(len(batch), int((pred == batch.y).sum()), float(loss.detach()) * len(batch))
 
     # -- the protocol ---------------------------------------------------------------------------
     def observe(self, batch: Batch) -> StepStats:
-        raise NotImplementedError
+        """One step of :meth:`update` on the method's terms (plain SGD when it has no others)."""
+        ctx = self.context(batch)
+        loss = self.update(ctx)
+        self.record_seen(batch)
+        return self.stats(ctx.logits, batch, loss)
 
     @torch.no_grad()
     def predict(self, x: Tensor, task: Tensor | None = None) -> Tensor:
@@ -170,7 +330,26 @@ class Learner:
         return out
 
     def end_chunk(self) -> None:
-        """Boundary work; the base learner has none. Never called in task-free streams."""
+        """Boundary work: every loss term's (a penalty's consolidation). Never called task-free."""
+        for term in self.loss_terms:
+            term.end_chunk(self)
+
+    def consolidate(self, batch: Batch, generator: torch.Generator | None = None) -> SleepStats:
+        """One sleep step: plain cross-entropy on the network, without the method's terms.
+
+        With a non-empty replay memory it trains on ``len(batch)`` samples drawn from it with
+        ``generator`` (default: the learner's); otherwise it rehearses ``batch`` itself. The memory
+        is not written. The counts are on the batch trained on, before the update.
+        """
+        source = "rehearsal"
+        if isinstance(self.memory, TensorMemory) and len(self.memory):
+            batch, source = self.memory.sample(len(batch), generator or self.generator), "memory"
+        self.train_mode()
+        logits = self.model(batch.x)
+        loss = self.ce(logits, batch.y, batch.task)
+        n_correct = int((self.mask(logits.detach(), batch.task).argmax(1) == batch.y).sum())
+        self.step(loss)
+        return SleepStats(len(batch), n_correct, float(loss.detach()) * len(batch), source=source)
 
     def extra_state(self) -> dict[str, Any]:
         """Method-specific state to checkpoint (tensors, numbers, nested dicts of them)."""
@@ -186,6 +365,7 @@ class Learner:
             "generator": self.generator.get_state(),
             "seen_classes": self.seen_classes.clone(),
             "n_observed": self.n_observed,
+            "terms": {f"{i}:{t.name}": t.state_dict() for i, t in enumerate(self.loss_terms)},
             "extra": self.extra_state(),
         }
 
@@ -195,4 +375,10 @@ class Learner:
         self.generator.set_state(state["generator"])
         self.seen_classes = state["seen_classes"].clone()
         self.n_observed = int(state["n_observed"])
+        keys = [f"{i}:{t.name}" for i, t in enumerate(self.loss_terms)]
+        if sorted(keys) != sorted(state["terms"]):
+            raise CheckpointError(f"{self.name}: the checkpoint's loss terms {sorted(state['terms'])} differ from "
+                              f"this learner's {keys}; build the learner with the same `terms`")
+        for key, term in zip(keys, self.loss_terms):
+            term.load_state_dict(state["terms"][key])
         self.load_extra_state(state["extra"])

@@ -8,8 +8,10 @@ Order of records: ``meta``; ``eval`` of the untrained network (chunk -1, for FWT
 the accuracy matrix), and ``chunk_end``.
 
 Sleep chunks (``stream.info["sleep_chunks"]``, from the L2M lifetimes) are consolidation blocks:
-each batch is replaced by a replay step (:func:`sleep_step`), their ``train`` records carry
-``extra["subtype"] = "sleep"``, and ``end_chunk`` is not called after them (no new task ended).
+each batch is replaced by one step of the learner's ``consolidate`` (the
+:class:`~lifelong.learn.base.Consolidator` capability), their ``train`` records carry
+``extra = {"subtype": "sleep", "source": "memory" | "rehearsal"}``, and ``end_chunk`` is not called
+after them (no new task ended).
 """
 
 from __future__ import annotations
@@ -22,11 +24,10 @@ import torch.nn.functional as F
 
 from lifelong.data import Batch, Chunk, EvalSet
 from lifelong.errors import ConfigError
-from lifelong.learn.base import Learner, StepStats
-from lifelong.seeding import derive_seed
-from lifelong.log import Record
-from lifelong.learn.memory import TensorMemory
 from lifelong.data.scenarios import Stream
+from lifelong.learn.base import Consolidator, LearnerProtocol, StepStats
+from lifelong.log import Record
+from lifelong.seeding import derive_seed
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def training_view(stream: Stream, data_view: str) -> list[Chunk]:
 
 
 @torch.no_grad()
-def evaluate(learner: Learner, ev: EvalSet, batch_size: int) -> tuple[int, int, float]:
+def evaluate(learner: LearnerProtocol, ev: EvalSet, batch_size: int) -> tuple[int, int, float]:
     """Raw counts ``(n, n_correct, loss_sum)`` of the learner's predictions on one evaluation set."""
     n_correct, loss_sum = 0, 0.0
     for s in range(0, len(ev), batch_size):
@@ -70,7 +71,7 @@ def evaluate(learner: Learner, ev: EvalSet, batch_size: int) -> tuple[int, int, 
 
 
 @torch.no_grad()
-def near_future_counts(learner: Learner, batches: list[Batch], index: int) -> dict[str, int]:
+def near_future_counts(learner: LearnerProtocol, batches: list[Batch], index: int) -> dict[str, int]:
     """``{"nf_n", "nf_correct"}`` of the learner's predictions on ``batches[index]`` (no training);
     empty past the end of the chunk."""
     if index >= len(batches):
@@ -80,29 +81,20 @@ def near_future_counts(learner: Learner, batches: list[Batch], index: int) -> di
     return {"nf_n": len(b), "nf_correct": n_correct}
 
 
-def sleep_step(learner: Learner, batch: Batch, generator: torch.Generator) -> tuple[StepStats, dict]:
-    """One consolidation step of a sleep block; returns the step's counts and the record's extra.
+def sleep_step(learner: LearnerProtocol, batch: Batch, generator: torch.Generator) -> tuple[StepStats, dict]:
+    """One step of a sleep block: ``learner.consolidate(batch, generator)``, and the record's extra.
 
-    A learner with a non-empty replay memory (``learner.memory``) trains on a batch sampled from it;
-    any other learner rehearses ``batch`` (the sleep chunk's stored samples). The update is plain
-    cross-entropy on the network (``learner.model``), without the method's own terms and without
-    touching its memory. The counts are on the replayed batch, before the update.
+    ``generator`` is the loop's shuffle generator of the chunk: replay draws come from it, not from
+    the learner's own stream.
     """
-    if not isinstance(learner, Learner):
-        raise ConfigError(f"sleep blocks need a lifelong.learn.base.Learner, got {type(learner).__name__}")
-    memory = getattr(learner, "memory", None)
-    source = "rehearsal"
-    if isinstance(memory, TensorMemory) and len(memory):
-        batch, source = memory.sample(len(batch), generator), "memory"
-    learner.train_mode()
-    logits = learner.model(batch.x)
-    loss = learner.ce(logits, batch.y, batch.task)
-    n_correct = int((learner.mask(logits.detach(), batch.task).argmax(1) == batch.y).sum())
-    learner.step(loss)
-    return StepStats(len(batch), n_correct, float(loss.detach()) * len(batch)), {"subtype": "sleep", "source": source}
+    if not isinstance(learner, Consolidator):
+        raise ConfigError(f"sleep blocks need a learner with a consolidate(batch, generator) method; "
+                          f"{type(learner).__name__} has none")
+    s = learner.consolidate(batch, generator)
+    return s, {"subtype": "sleep", "source": s.source}
 
 
-def _evaluate_all(learner: Learner, stream: Stream, cfg: LoopConfig, *, seed: int, chunk: int, step: int, boundary: bool) -> Iterator[Record]:
+def _evaluate_all(learner: LearnerProtocol, stream: Stream, cfg: LoopConfig, *, seed: int, chunk: int, step: int, boundary: bool) -> Iterator[Record]:
     for ev in stream.eval_sets:
         n, n_correct, loss_sum = evaluate(learner, ev, cfg.eval_batch_size)
         yield Record("eval", seed=seed, chunk=chunk, task=ev.index, step=step, n=n, n_correct=n_correct,
@@ -110,7 +102,7 @@ def _evaluate_all(learner: Learner, stream: Stream, cfg: LoopConfig, *, seed: in
 
 
 def iter_run(
-    stream: Stream, learner: Learner, cfg: LoopConfig, *, seed: int,
+    stream: Stream, learner: LearnerProtocol, cfg: LoopConfig, *, seed: int,
     start_chunk: int = 0, start_step: int = 0, meta: dict | None = None,
 ) -> Iterator[Record]:
     """Run ``learner`` over ``stream`` and yield its records.

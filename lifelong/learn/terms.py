@@ -1,15 +1,189 @@
-"""Loss terms that learners add up: a quadratic parameter penalty and knowledge distillation.
+"""Loss terms: the objectives a learner adds up in one SGD step.
 
-Combining two ideas means composing these objects, not writing a third learner.
+A composed method is its memory plus a list of terms. :meth:`lifelong.learn.base.Learner.update`
+evaluates the terms in order on a :class:`StepContext` (the learner, the incoming batch and the
+network's logits on it), sums their values left to right (``((t0 + t1) + t2) …``: the order of a
+floating-point sum is part of a method's exact results), and takes one SGD step. ``terms[0]`` is
+the loss on the incoming batch; its value is the loss the train record reports.
+
+Which terms a method uses is its own choice (its file says so). A run adds more through the
+keyword-only hyper-parameter ``terms`` of every composable learner, one table per term::
+
+    [learner]
+    name = "er"
+
+    [[learner.terms]]
+    name = "ewc"          # a key of TERMS
+    ewc_lambda = 10.0     # that term's own options
+
+The registered terms are listed in :data:`TERMS`; each method module may register the terms it
+defines (EWC's penalty lives in :mod:`lifelong.learn.methods.ewc`, and so on).
+
+Examples
+--------
+>>> build_terms([{"name": "no_such_term"}], owner="er")
+Traceback (most recent call last):
+...
+lifelong.errors.ConfigError: er: unknown loss term 'no_such_term'; ...
 """
 
 from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lifelong.data import Batch
+from lifelong.errors import ConfigError
+from lifelong.options import check_options
+from lifelong.registry import Registry
 
+if TYPE_CHECKING:
+    from lifelong.learn.base import Learner
+
+
+@dataclass
+class StepContext:
+    """What a term sees in one step.
+
+    ``logits`` is ``learner.model(batch.x)``, (B, n_classes), computed once before any term runs;
+    ``loss`` is set by :meth:`~lifelong.learn.base.Learner.update` to the value of the first term
+    (the incoming batch's loss, without replay or penalties).
+    """
+
+    learner: Learner
+    batch: Batch
+    logits: Tensor
+    loss: Tensor | None = None
+
+
+class Term:
+    """One objective of a learner's update. Subclasses define :meth:`__call__` and, if they keep
+    state, :meth:`bind`, the hooks and the state dict.
+
+    The learner calls, per step: every term's ``__call__`` (summed into one loss), backward,
+    every ``after_backward``, then the ``separate`` terms' values (each backpropagated on its own,
+    so that ``after_backward`` saw the gradient of the others alone: SI's path integral needs
+    that), the optimiser step, and every ``after_update``. At a chunk boundary it calls every
+    ``end_chunk``. Options are keyword-only constructor arguments, stored under their own names.
+    """
+
+    #: the key in :data:`TERMS` (and in the learner's state dict)
+    name: ClassVar[str] = ""
+    #: True when :meth:`end_chunk` changes the term's state (a learner using it needs boundaries)
+    needs_boundaries: ClassVar[bool] = False
+    #: True: backpropagated after ``after_backward``, apart from the summed loss
+    separate: ClassVar[bool] = False
+
+    def bind(self, learner: Learner) -> None:
+        """Allocate state from the learner's base attributes (model, seed, n_classes, lr); called
+        once, while the learner is constructed."""
+
+    def __call__(self, ctx: StepContext) -> Tensor | None:
+        """The term's scalar value, or None when it contributes nothing this step (nothing is
+        added, so an inactive term leaves the loss bit-for-bit unchanged)."""
+        raise NotImplementedError
+
+    def after_backward(self, ctx: StepContext) -> None:
+        """Called after the summed loss's backward pass, before the separate terms and the step."""
+
+    def after_update(self, ctx: StepContext) -> None:
+        """Called after the optimiser step."""
+
+    def end_chunk(self, learner: Learner) -> None:
+        """Boundary work (a penalty's consolidation); never called in task-free streams."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+#: Terms a run may add to a composable learner through ``terms = [{name = ..., ...}]``.
+TERMS: Registry = Registry("loss term")
+
+
+def term_options(cls: type[Term]) -> dict[str, object]:
+    """The keyword-only options of a term class, with their defaults."""
+    return {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+
+def _known_terms() -> str:
+    return "; ".join(f"{n} ({', '.join(term_options(c)) or 'no options'})" for n, c in sorted(TERMS.items()))
+
+
+def build_terms(entries: Sequence[Mapping[str, Any]] | None, *, owner: str) -> list[Term]:
+    """Terms from their config tables (``{"name": ..., **options}``); errors name the known terms
+    and their options.
+
+    Examples
+    --------
+    >>> build_terms(None, owner="er")
+    []
+    """
+    if entries is None:
+        return []
+    if isinstance(entries, (str, Mapping)) or not isinstance(entries, Sequence):
+        raise ConfigError(f"{owner}: terms must be a list of tables such as [{{name = \"ewc\"}}], got {entries!r}")
+    out: list[Term] = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+            raise ConfigError(f"{owner}: terms[{i}] must be a table with a string `name`, got {entry!r}; "
+                              f"known terms (options): {_known_terms()}")
+        name = entry["name"]
+        if name not in TERMS:
+            raise ConfigError(f"{owner}: unknown loss term {name!r}; known terms (options): {_known_terms()}")
+        cls = TERMS[name]
+        options = check_options(cls.__init__, {k: v for k, v in entry.items() if k != "name"},
+                                where=f"{owner}: term {name!r}")
+        out.append(cls(**options))
+    return out
+
+
+# -- the terms every replay method shares ---------------------------------------------------------
+class IncomingCE(Term):
+    """``CE(f(x), y)`` on the incoming batch, task-masked where the scenario declares tasks."""
+
+    name = "ce"
+
+    def __call__(self, ctx: StepContext) -> Tensor:
+        return ctx.learner.ce(ctx.logits, ctx.batch.y, ctx.batch.task)
+
+
+@TERMS.register("replay_ce")
+class ReplayCE(Term):
+    """``weight·CE(f(x_m), y_m)`` on ``replay_batch`` samples (default: the incoming batch size)
+    drawn from the learner's memory with the learner's generator; nothing while it is empty.
+
+    ER's replay term; as an added term it needs a learner with a replay memory.
+    """
+
+    name = "replay_ce"
+
+    def __init__(self, *, weight: float = 1.0, replay_batch: int | None = None) -> None:
+        if replay_batch is not None and replay_batch < 1:
+            raise ConfigError(f"replay_ce: replay_batch must be >= 1, got {replay_batch}")
+        self.weight, self.replay_batch = weight, replay_batch
+
+    def __call__(self, ctx: StepContext) -> Tensor | None:
+        learner = ctx.learner
+        if learner.memory is None:
+            raise ConfigError(f"{learner.name}: the replay_ce term replays from the learner's memory and "
+                              f"{learner.name!r} has none; use a replay learner such as er")
+        if not len(learner.memory):
+            return None
+        mb = learner.memory.sample(self.replay_batch or len(ctx.batch), learner.generator)
+        loss = learner.ce(learner.model(mb.x), mb.y, mb.task)
+        return loss if self.weight == 1.0 else self.weight * loss
+
+
+# -- the building blocks of penalties and distillation ---------------------------------------------
 class QuadraticPenalty:
     """``Σ_k Ω_k (θ_k − θ*_k)²`` over the named parameters of a model.
 

@@ -40,7 +40,7 @@ from torch import Tensor
 
 from lifelong.data import Batch
 from lifelong.errors import CheckpointError, ConfigError
-from lifelong.learn.base import TrainingDiverged
+from lifelong.learn.base import DriftAware, MemoryUpdater, TrainingDiverged
 from lifelong.serve.config import ServeConfig, build_learner
 from lifelong.serve.eventlog import EventLog, JournalEntry
 from lifelong.serve.snapshots import SnapshotInfo, SnapshotStore
@@ -50,11 +50,11 @@ log = logging.getLogger("lifelong.serve")
 
 def has_fast_path(learner: Any) -> bool:
     """Does the learner have an error memory that can be updated without a gradient step?"""
-    return callable(getattr(learner, "update_memory", None))
+    return isinstance(learner, MemoryUpdater)
 
 
 def has_drift_response(learner: Any) -> bool:
-    return callable(getattr(learner, "on_drift", None))
+    return isinstance(learner, DriftAware)
 
 
 def state_digest(state: Any) -> str:

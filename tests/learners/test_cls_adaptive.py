@@ -59,7 +59,7 @@ def test_si_importance_is_the_hand_computed_path_integral(lr, c, xi, capped):
     big1 = raw1.clamp(max=cap)
     assert bool((raw1 > cap).any()) == capped
     feed(chunk1)
-    got = learner.penalty.importance["head.weight"].flatten().double()
+    got = learner.term("si").penalty.importance["head.weight"].flatten().double()
     assert torch.allclose(got, big1, rtol=1e-4, atol=1e-7)
     assert (big1 > 0).all()  # without a penalty, ω = lr·Σ g² > 0
 
@@ -68,9 +68,9 @@ def test_si_importance_is_the_hand_computed_path_integral(lr, c, xi, capped):
     w2, omega2 = hand_si(w1, dbl, lr, c, big1, w1)
     feed(chunk2)
     expected = (big1 + omega2 / ((w2 - w1) ** 2 + xi)).clamp(max=cap)
-    got = learner.penalty.importance["head.weight"].flatten().double()
+    got = learner.term("si").penalty.importance["head.weight"].flatten().double()
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-7)
-    assert torch.allclose(learner.penalty.anchor["head.weight"].flatten().double(), w2, atol=1e-6)
+    assert torch.allclose(learner.term("si").penalty.anchor["head.weight"].flatten().double(), w2, atol=1e-6)
 
 
 def stream_batches(ds, n_steps, batch=16, seed=0, relabel=None):
@@ -256,17 +256,18 @@ def test_refresh_takes_an_ascent_step_before_the_descent_step():
 def test_regularisers_anchor_at_a_boundary_and_pull_back_after(name):
     ds = tiny_dataset()
     learner = make_learner(name, mlp(ds.input_shape, ds.n_classes, hidden=(8,), seed=0), seed=0, lr=0.05)
-    assert not learner.penalty
+    penalty = learner.term(name).penalty
+    assert not penalty
     for b in stream_batches(ds, 10):
         learner.observe(b)
     learner.end_chunk()
-    assert learner.penalty and float(learner.penalty(learner.model).detach()) == 0.0  # anchored here
+    assert penalty and float(penalty(learner.model).detach()) == 0.0  # anchored here
     for b in stream_batches(ds, 10, seed=1, relabel=torch.tensor([1, 2, 3, 4, 5, 0])):
         learner.observe(b)
-    assert float(learner.penalty(learner.model).detach()) > 0.0
+    assert float(penalty(learner.model).detach()) > 0.0
     if name == "mas":  # non-negative by construction, and within the stiffness cap
         assert all(bool((w >= 0).all() and (w <= 1 / (2 * 0.05 * learner.mas_lambda)).all())
-                   for w in learner.penalty.importance.values())
+                   for w in penalty.importance.values())
 
 
 def test_external_drift_alarms_reach_the_drift_responses(tiny):

@@ -85,9 +85,14 @@ def test_der_stores_the_logits_at_insertion_and_matches_them_exactly_when_unchan
     stored = learner.memory.all()  # not full: all 10 in arrival order
     assert torch.equal(stored.x, b.x)
     assert torch.equal(stored.extras["logits"], expected)
-    assert float(learner.logit_replay(stored).detach()) > 0  # the step moved the network
+    assert logit_replay(learner, stored) > 0  # the step moved the network
     learner.model.load_state_dict(snapshot)
-    assert float(learner.logit_replay(stored).detach()) == 0.0
+    assert logit_replay(learner, stored) == 0.0
+
+
+def logit_replay(learner, mb):
+    """DER's ``α·MSE(f(x_m), z_m)`` on ``mb``, as a float."""
+    return float((learner.alpha * F.mse_loss(learner.model(mb.x), mb.extras["logits"])).detach())
 
 
 def test_derpp_draws_two_independent_replay_batches(tiny):

@@ -1,71 +1,93 @@
-"""Learners: one file per method, registered in :data:`LEARNERS` by their short name."""
+"""Learners: one file per method. Every module of this package is imported, and every
+:class:`~lifelong.learn.base.Learner` subclass it defines with a non-empty ``name`` is registered in
+:data:`LEARNERS` under that name: a new method is its own file (and its ledger rows), nothing else.
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 
 from torch import nn
 
 from lifelong.errors import ConfigError
+from lifelong.learn.base import LEARNERS, Learner, LearnerProtocol, StepStats
+from lifelong.options import check_options, parameters
 from lifelong.registry import Registry
-from lifelong.learn.methods.agem import AGEM
-from lifelong.learn.base import Learner, LearnerProtocol, StepStats
 from lifelong.seeding import derive_seed
-from lifelong.learn.methods.cls_er import CLSER
-from lifelong.learn.methods.cumulative import Cumulative
-from lifelong.learn.methods.der import DER, DERPP
-from lifelong.learn.methods.drift_experts import DriftExperts
-from lifelong.learn.methods.er import ER
-from lifelong.learn.methods.er_ace import ERACE
-from lifelong.learn.methods.error_memory import ErrorMemory
-from lifelong.learn.methods.ewc import EWC
-from lifelong.learn.methods.gdumb import GDumb
-from lifelong.learn.methods.homeostatic import Homeostatic
-from lifelong.learn.methods.icarl import ICaRL
-from lifelong.learn.methods.joint import Joint
-from lifelong.learn.methods.l2 import L2
-from lifelong.learn.methods.lwf import LwF
-from lifelong.learn.methods.mas import MAS
-from lifelong.learn.methods.naive import Naive
-from lifelong.learn.methods.powerlaw import PowerLaw
-from lifelong.learn.methods.refresh import Refresh
-from lifelong.learn.methods.si import SI
 
-LEARNERS: Registry = Registry("learner", {
-    cls.name: cls for cls in (Naive, Joint, Cumulative, ER, EWC, LwF, AGEM, DER, DERPP, ERACE, GDumb, ICaRL,
-                              SI, MAS, L2, CLSER, ErrorMemory, Homeostatic, DriftExperts, Refresh, PowerLaw)
-})
+
+def _register_methods() -> None:
+    """Import every module of this package (in name order) and register the learners it defines."""
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for obj in vars(module).values():
+            if (isinstance(obj, type) and issubclass(obj, Learner) and obj.__module__ == module.__name__
+                    and obj.name):
+                LEARNERS.register(obj.name, obj)
+
+
+_register_methods()
+
+
+def _inits(cls: type[Learner]) -> list[type]:
+    """The classes of ``cls``'s MRO that define their own ``__init__``, the base first."""
+    return [k for k in reversed(cls.__mro__) if "__init__" in vars(k) and issubclass(k, Learner)]
 
 
 def hyperparameters(cls: type[Learner]) -> dict[str, object]:
     """Keyword hyper-parameters a learner accepts, with their defaults (its own and the base's)."""
-    out: dict[str, object] = {}
-    for klass in reversed(cls.__mro__):
-        if "__init__" in vars(klass) and issubclass(klass, Learner):
-            for p in inspect.signature(klass.__init__).parameters.values():
-                if p.kind is p.KEYWORD_ONLY:
-                    out[p.name] = p.default
+    return {k: default for k, (_, default) in hyperparameter_types(cls).items()}
+
+
+def hyperparameter_types(cls: type[Learner]) -> dict[str, tuple[object, object]]:
+    """Keyword hyper-parameters a learner accepts: ``{name: (annotation, default)}``, the base's
+    first; a subclass's annotation of a name wins."""
+    out: dict[str, tuple[object, object]] = {}
+    for klass in _inits(cls):
+        out.update(parameters(klass.__init__, keyword_only=True))
     return out
 
 
-def check_learner(name: str, hparams: dict) -> type[Learner]:
-    """The registered class for ``name``; unknown names or hyper-parameters raise :class:`ConfigError`."""
-    if name not in LEARNERS:
-        raise ConfigError(f"unknown learner {name!r}; choose one of: {', '.join(sorted(LEARNERS))}")
-    cls = LEARNERS[name]
-    known = hyperparameters(cls)
+def check_hyperparameters(name: str, hparams: dict, *, where: str | None = None) -> dict:
+    """``hparams`` checked against learner ``name``'s hyper-parameters: every key is one of them
+    and every value has its annotated type (:mod:`lifelong.options`; an int given for a float
+    becomes a float). Returns the converted hyper-parameters; raises :class:`ConfigError`.
+
+    Examples
+    --------
+    >>> check_hyperparameters("er", {"mem_size": 200, "lr": 1})
+    {'mem_size': 200, 'lr': 1.0}
+    >>> check_hyperparameters("er", {"mem_size": 2.5})
+    Traceback (most recent call last):
+    ...
+    lifelong.errors.ConfigError: learner 'er': mem_size must be an integer, got 2.5
+    """
+    cls = LEARNERS.lookup(name)
+    known = hyperparameter_types(cls)
     unknown = sorted(set(hparams) - set(known))
     if unknown:
         raise ConfigError(
-            f"learner {name!r} has no hyper-parameter {', '.join(map(repr, unknown))}; "
+            f"{where + ' ' if where else ''}learner {name!r} has no hyper-parameter {', '.join(map(repr, unknown))}; "
             f"it accepts: {', '.join(sorted(k for k in known if k not in ('seed', 'task_classes')))}"
         )
-    return cls
+    return check_options(known, hparams, where=where or f"learner {name!r}:")
+
+
+def check_learner(name: str, hparams: dict) -> type[Learner]:
+    """The registered class for ``name``; unknown names, unknown hyper-parameters and values of
+    the wrong type raise :class:`ConfigError`."""
+    check_hyperparameters(name, hparams)
+    return LEARNERS[name]
 
 
 def make_learner(name: str, model: nn.Module, **hparams: object) -> Learner:
-    """Build a registered learner; unknown names or hyper-parameters raise :class:`ConfigError`."""
-    return check_learner(name, hparams)(model, **hparams)
+    """Build a registered learner; unknown names or hyper-parameters, and values of the wrong type,
+    raise :class:`ConfigError` (ints given for float hyper-parameters are converted)."""
+    hparams = check_hyperparameters(name, hparams)
+    return LEARNERS[name](model, **hparams)
 
 
-__all__ = ["LEARNERS", "Learner", "LearnerProtocol", "StepStats", "derive_seed", "check_learner", "hyperparameters", "make_learner"]
+__all__ = ["LEARNERS", "Learner", "LearnerProtocol", "StepStats", "derive_seed", "check_hyperparameters", "check_learner", "hyperparameter_types",
+           "hyperparameters", "make_learner"]

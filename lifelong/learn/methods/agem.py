@@ -56,6 +56,7 @@ class AGEM(Learner):
     name = "agem"
     description = "A-GEM: projects the gradient so the average memory loss does not increase"
     paper = "Chaudhry et al. 2019, Efficient Lifelong Learning with A-GEM (ICLR)"
+    composable = False  # the update is a projected gradient, not a sum of terms
 
     def __init__(self, model: nn.Module, *, mem_size: int = 500, ref_batch: int = 256, **base) -> None:
         super().__init__(model, **base)
@@ -72,7 +73,7 @@ class AGEM(Learner):
 
     def observe(self, batch: Batch) -> StepStats:
         self.check_batch(batch)
-        self.model.train()
+        self.train_mode()
         logits = self.model(batch.x)
         loss = self.ce(logits, batch.y, batch.task)
         self.check_finite(loss, fix="lower the learning rate")
@@ -87,6 +88,7 @@ class AGEM(Learner):
             offset += p.numel()
         self.opt.step()
         self.memory.add(batch)
+        self.record_seen(batch)
         return self.stats(logits, batch, loss)
 
     def extra_state(self) -> dict:

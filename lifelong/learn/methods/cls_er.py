@@ -59,6 +59,7 @@ class CLSER(Learner):
     name = "cls_er"
     description = "CLS-ER: replay with consistency to plastic and stable weight averages"
     paper = "Arani, Sarfraz & Zonooz 2022, Learning Fast, Learning Slow (ICLR)"
+    composable = False  # one forward pass over the joined incoming and replay batches
 
     def __init__(
         self,
@@ -96,7 +97,7 @@ class CLSER(Learner):
 
     def observe(self, batch: Batch) -> StepStats:
         self.check_batch(batch)
-        self.model.train()
+        self.train_mode()
         b = len(batch)
         if len(self.memory):
             mb = self.memory.sample(self.replay_batch, self.generator)
@@ -119,6 +120,7 @@ class CLSER(Learner):
             self.ema_update(self.plastic, self.plastic_alpha)
         if float(torch.rand((), generator=self.generator)) < self.stable_update_freq:
             self.ema_update(self.stable, self.stable_alpha)
+        self.record_seen(batch)
         return self.stats(logits, batch, loss)
 
     @torch.no_grad()

@@ -33,11 +33,40 @@ from torch import Tensor, nn
 
 from lifelong.data import Batch
 from lifelong.learn.base import Learner, StepStats
-from lifelong.seeding import derive_seed
 from lifelong.learn.memory import ReservoirMemory
+from lifelong.learn.terms import IncomingCE, StepContext, Term
+from lifelong.seeding import derive_seed
+
+
+class LogitReplay(Term):
+    """``α·MSE(f(x_m), z_m)`` on a replay batch, and for DER++ ``+ β·CE(f(x'_m), y'_m)`` on a second,
+    independent one (both drawn before either forward pass); nothing while the memory is empty.
+
+    The memory must store each sample's logits (``memory.add(batch, logits=...)``).
+    """
+
+    name = "logit_replay"
+
+    def __init__(self, *, alpha: float = 1.0, beta: float | None = None, replay_batch: int | None = None) -> None:
+        self.alpha, self.beta, self.replay_batch = alpha, beta, replay_batch
+
+    def __call__(self, ctx: StepContext) -> Tensor | None:
+        learner = ctx.learner
+        if not len(learner.memory):
+            return None
+        n = self.replay_batch or len(ctx.batch)
+        first = learner.memory.sample(n, learner.generator)
+        second = learner.memory.sample(n, learner.generator) if self.beta is not None else None
+        logit = self.alpha * F.mse_loss(learner.model(first.x), first.extras["logits"])
+        if second is None:
+            return logit
+        # the two replay terms are summed first, then added to the incoming loss
+        return logit + self.beta * learner.ce(learner.model(second.x), second.y, second.task)
 
 
 class DER(Learner):
+    """Memory: a reservoir buffer of (x, y, logits). Terms: ``CE(batch) + logit replay``."""
+
     name = "der"
     description = "dark experience replay: matches the logits stored in a reservoir buffer"
     paper = "Buzzega et al. 2020, Dark Experience for General Continual Learning (NeurIPS)"
@@ -47,26 +76,14 @@ class DER(Learner):
         super().__init__(model, **base)
         self.mem_size, self.alpha, self.replay_batch = mem_size, alpha, replay_batch
         self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"))
-
-    def logit_replay(self, mb: Batch) -> Tensor:
-        """``α·MSE(f(x_m), z_m)``: zero while the network still gives the stored logits."""
-        return self.alpha * F.mse_loss(self.model(mb.x), mb.extras["logits"])
-
-    def replay_loss(self, n: int) -> Tensor:
-        """The replay terms added to the incoming batch's loss; ``n`` replay samples per batch."""
-        return self.logit_replay(self.memory.sample(n, self.generator))
+        self.compose(IncomingCE(), LogitReplay(alpha=alpha, replay_batch=replay_batch))
 
     def observe(self, batch: Batch) -> StepStats:
-        self.check_batch(batch)
-        self.model.train()
-        logits = self.model(batch.x)  # (B, C) raw head: also the logits stored below
-        loss = self.ce(logits, batch.y, batch.task)
-        total = loss
-        if len(self.memory):
-            total = total + self.replay_loss(self.replay_batch or len(batch))
-        self.step(total)
-        self.memory.add(batch, logits=logits.detach())
-        return self.stats(logits, batch, loss)
+        ctx = self.context(batch)  # ctx.logits (B, C) raw head: also the logits stored below
+        loss = self.update(ctx)
+        self.memory.add(batch, logits=ctx.logits.detach())
+        self.record_seen(batch)
+        return self.stats(ctx.logits, batch, loss)
 
     def extra_state(self) -> dict:
         return {"memory": self.memory.state_dict()}
@@ -76,6 +93,8 @@ class DER(Learner):
 
 
 class DERPP(DER):
+    """DER's memory; terms: ``CE(batch) + (logit replay + β·label replay)``."""
+
     name = "derpp"
     description = "DER++: logit replay plus cross-entropy on a second, independent replay batch"
     paper = "Buzzega et al. 2020, Dark Experience for General Continual Learning (NeurIPS)"
@@ -83,12 +102,4 @@ class DERPP(DER):
     def __init__(self, model: nn.Module, *, alpha: float = 1.0, beta: float = 0.5, **der) -> None:
         super().__init__(model, alpha=alpha, **der)
         self.beta = beta
-
-    def label_replay(self, mb: Batch) -> Tensor:
-        """``β·CE(f(x'_m), y'_m)`` on the stored labels."""
-        return self.beta * self.ce(self.model(mb.x), mb.y, mb.task)
-
-    def replay_loss(self, n: int) -> Tensor:
-        first = self.memory.sample(n, self.generator)
-        second = self.memory.sample(n, self.generator)  # a fresh draw, independent of the first
-        return self.logit_replay(first) + self.label_replay(second)
+        self.compose(IncomingCE(), LogitReplay(alpha=alpha, beta=beta, replay_batch=self.replay_batch))

@@ -72,6 +72,7 @@ class DriftExperts(Learner):
     name = "drift_experts"
     description = "river drift detector on the loss; on drift boost plasticity or switch/spawn experts"
     paper = "TAME (CVPR-W 2024) shift-triggered experts; river ADWIN / Page-Hinkley detectors"
+    composable = False  # the active expert, and so the loss, can change within a step
 
     def __init__(
         self,
@@ -143,10 +144,11 @@ class DriftExperts(Learner):
     # -- the update -----------------------------------------------------------------------------
     def observe(self, batch: Batch) -> StepStats:
         self.check_batch(batch)
-        self.model.train()
+        self.train_mode()
         logits = self.model(batch.x)
         loss = self.ce(logits, batch.y, batch.task)
         value = float(loss.detach())
+        self.record_seen(batch)
         stats = self.stats(logits, batch, loss)  # counts of the expert that was active on arrival
         if self.detect(value) or self.pending_alarm:
             self.pending_alarm = False

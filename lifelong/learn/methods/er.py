@@ -17,15 +17,18 @@ Deviations
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import nn
 
 from lifelong.data import Batch
 from lifelong.learn.base import Learner, StepStats
-from lifelong.seeding import derive_seed
 from lifelong.learn.memory import ReservoirMemory
+from lifelong.learn.terms import IncomingCE, ReplayCE
+from lifelong.seeding import derive_seed
 
 
 class ER(Learner):
+    """Memory: a reservoir buffer. Terms: ``CE(batch) + CE(replay batch)``."""
+
     name = "er"
     description = "experience replay from a reservoir buffer"
     paper = "Chaudhry et al. 2019, On Tiny Episodic Memories in Continual Learning"
@@ -34,20 +37,14 @@ class ER(Learner):
         super().__init__(model, **base)
         self.mem_size, self.replay_batch = mem_size, replay_batch
         self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"))
-
-    def incoming_loss(self, logits: Tensor, batch: Batch) -> Tensor:
-        """The loss on the incoming batch: plain cross-entropy (ER-ACE restricts it)."""
-        return self.ce(logits, batch.y, batch.task)
+        self.compose(IncomingCE(), ReplayCE(replay_batch=replay_batch))
 
     def observe(self, batch: Batch) -> StepStats:
-        self.check_batch(batch)
-        self.train_mode()
-        logits = self.model(batch.x)
-        loss = self.incoming_loss(logits, batch)
-        total = loss + self.replay_ce(self.memory, self.replay_batch or len(batch))
-        self.step(total)
+        ctx = self.context(batch)
+        loss = self.update(ctx)
         self.memory.add(batch)
-        return self.stats(logits, batch, loss)
+        self.record_seen(batch)
+        return self.stats(ctx.logits, batch, loss)
 
     def extra_state(self) -> dict:
         return {"memory": self.memory.state_dict()}

@@ -23,10 +23,10 @@ Deviations
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from lifelong.data import Batch
 from lifelong.learn.methods.er import ER
+from lifelong.learn.terms import ReplayCE, StepContext, Term
 
 
 def mask_absent(logits: Tensor, y: Tensor) -> Tensor:
@@ -44,11 +44,22 @@ def mask_absent(logits: Tensor, y: Tensor) -> Tensor:
     return logits.masked_fill(~present, float("-inf"))
 
 
+class AsymmetricCE(Term):
+    """ER-ACE's incoming-batch loss: cross-entropy over the classes present in the batch."""
+
+    name = "asymmetric_ce"
+
+    def __call__(self, ctx: StepContext) -> Tensor:
+        return ctx.learner.ce(mask_absent(ctx.logits, ctx.batch.y), ctx.batch.y, ctx.batch.task)
+
+
 class ERACE(ER):
+    """ER's memory and update; terms: ``asymmetric CE(batch) + CE(replay batch)``."""
+
     name = "er_ace"
     description = "ER with asymmetric cross-entropy: incoming loss over the batch's classes only"
     paper = "Caccia et al. 2022, New Insights on Reducing Abrupt Representation Change in Online CL (ICLR)"
 
-    def incoming_loss(self, logits: Tensor, batch: Batch) -> Tensor:
-        """Cross-entropy over the classes present in the incoming batch; replay keeps the full one."""
-        return self.ce(mask_absent(logits, batch.y), batch.y, batch.task)
+    def __init__(self, model: nn.Module, **er) -> None:
+        super().__init__(model, **er)
+        self.compose(AsymmetricCE(), ReplayCE(replay_batch=self.replay_batch))

@@ -58,7 +58,8 @@ from torch import Tensor, nn
 
 from lifelong.data import Batch
 from lifelong.errors import ConfigError
-from lifelong.learn.base import Learner, StepStats
+from lifelong.learn.base import LEARNERS, DriftAware, Learner, StepStats
+from lifelong.options import check_options, parameters
 
 
 class ResidualStore:
@@ -131,10 +132,23 @@ class ResidualStore:
         self.keys, self.values, self.steps = state["keys"], state["values"], state["steps"].clone()
 
 
+def build_inner(name: str, model: nn.Module, hparams: dict[str, Any]) -> Learner:
+    """The inner learner: ``LEARNERS[name](model, **hparams)``, its hyper-parameters checked against
+    the annotations of every ``__init__`` in its MRO (as :func:`lifelong.learn.methods.make_learner`
+    does; that module imports this one, so this one reads the registry directly)."""
+    cls = LEARNERS[name]
+    known: dict[str, tuple[Any, Any]] = {}
+    for klass in reversed(cls.__mro__):
+        if "__init__" in vars(klass) and issubclass(klass, Learner):
+            known.update(parameters(klass.__init__, keyword_only=True))
+    return cls(model, **check_options(known, hparams, where=f"error_memory: inner learner {name!r}"))
+
+
 class ErrorMemory(Learner):
     name = "error_memory"
     description = "error memory (ReLoop2): nearest stored residuals correct any inner learner's output"
     paper = "Zhu et al. 2023, ReLoop2: Responsive Error Compensation Loop (KDD)"
+    composable = False  # the update is the inner learner's: give it terms through inner_hp
 
     def __init__(
         self,
@@ -152,8 +166,6 @@ class ErrorMemory(Learner):
         eps: float = 1e-6,
         **base,
     ) -> None:
-        from lifelong.learn.methods import LEARNERS, make_learner  # the registry imports this module
-
         super().__init__(model, **base)
         if inner not in LEARNERS or LEARNERS[inner].data_view != "stream":
             raise ConfigError(
@@ -169,7 +181,8 @@ class ErrorMemory(Learner):
         self.sim_threshold, self.conf_threshold, self.half_life, self.eps = sim_threshold, conf_threshold, half_life, eps
         shared = {"lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay,
                   "seed": self.seed, "task_classes": self.task_classes}
-        self.inner = make_learner(inner, model, **{**shared, **self.inner_hp})
+        self.inner = build_inner(inner, model, {**shared, **self.inner_hp})
+        self.needs_boundaries = self.inner.needs_boundaries  # end_chunk is the inner learner's
         self.store = ResidualStore(capacity)
         self.clock = 0  # update_memory calls so far: the age unit of stored residuals
 
@@ -214,8 +227,7 @@ class ErrorMemory(Learner):
     def observe(self, batch: Batch) -> StepStats:
         logits = self.update_memory(batch)
         self.inner.observe(batch)
-        self.seen_classes[batch.y] = True
-        self.n_observed += len(batch)
+        self.record_seen(batch)
         pred = logits.argmax(1)
         loss_sum = float(F.cross_entropy(logits, batch.y, reduction="sum"))
         return StepStats(len(batch), int((pred == batch.y).sum()), loss_sum)
@@ -231,9 +243,8 @@ class ErrorMemory(Learner):
 
     def on_drift(self) -> None:
         """Pass an external drift alarm to the inner learner's drift response, if it has one."""
-        respond = getattr(self.inner, "on_drift", None)
-        if callable(respond):
-            respond()
+        if isinstance(self.inner, DriftAware):
+            self.inner.on_drift()
 
     def state_dict(self) -> dict[str, Any]:
         return {"inner": self.inner.state_dict(), "store": self.store.state_dict(), "clock": self.clock,

@@ -27,21 +27,96 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from lifelong.data import Batch
 from lifelong.errors import ConfigError
-from lifelong.learn.base import Learner, StepStats
-from lifelong.seeding import derive_seed
-from lifelong.learn.terms import QuadraticPenalty
+from lifelong.learn.base import Learner
 from lifelong.learn.memory import ReservoirMemory
+from lifelong.learn.terms import TERMS, IncomingCE, QuadraticPenalty, StepContext, Term
+from lifelong.seeding import derive_seed
+
+
+@TERMS.register("ewc")
+class EWCPenalty(Term):
+    """``(λ/2)·Σ_k F_k (θ_k − θ*_k)²``, with the Fisher consolidated at each chunk boundary on a
+    reservoir sample of the chunk (its options are EWC's hyper-parameters)."""
+
+    name = "ewc"
+    needs_boundaries = True
+
+    def __init__(self, *, ewc_lambda: float = 100.0, online: bool = False, gamma: float = 1.0,
+                 fisher: str = "true", fisher_samples: int = 1000) -> None:
+        if fisher not in ("true", "empirical"):
+            raise ConfigError(f"ewc: fisher must be 'true' or 'empirical', got {fisher!r}")
+        self.ewc_lambda, self.online, self.gamma, self.fisher = ewc_lambda, online, gamma, fisher
+        self.fisher_samples = fisher_samples
+
+    def bind(self, learner: Learner) -> None:
+        self.penalty = QuadraticPenalty()
+        self.chunk_sample = ReservoirMemory(self.fisher_samples, seed=derive_seed(learner.seed, "fisher-sample"))
+
+    def __call__(self, ctx: StepContext) -> Tensor | None:
+        return 0.5 * self.ewc_lambda * self.penalty(ctx.learner.model) if self.penalty else None
+
+    def after_update(self, ctx: StepContext) -> None:
+        self.chunk_sample.add(ctx.batch)
+
+    def fisher_diagonal(self, learner: Learner, batch: Batch, chunk_size: int = 256) -> dict[str, Tensor]:
+        """Mean squared per-sample gradient of ``log p(y|x)`` for each parameter."""
+        model = learner.model
+        params = {k: v.detach() for k, v in model.named_parameters()}
+        n_out = learner.n_classes
+
+        def log_prob(p, x, target, allowed):  # target: (C,) one-hot bool; indexing is not vmappable
+            out = functional_call(model, p, (x.unsqueeze(0),))[0]
+            out = out.masked_fill(~allowed, float("-inf"))
+            return torch.where(target, F.log_softmax(out, 0), 0.0).sum()
+
+        per_sample = vmap(grad(log_prob), in_dims=(None, 0, 0, 0))
+        total = {k: torch.zeros_like(v) for k, v in params.items()}
+        model.eval()
+        for s in range(0, len(batch), chunk_size):
+            x = batch.x[s : s + chunk_size]
+            task = batch.task[s : s + chunk_size] if batch.task is not None else None
+            allowed = learner.allowed_classes(task, len(x))
+            if self.fisher == "true":
+                with torch.no_grad():
+                    probs = F.softmax(model(x).masked_fill(~allowed, float("-inf")), 1)
+                y = torch.multinomial(probs, 1, generator=learner.generator).squeeze(1)
+            else:
+                y = batch.y[s : s + chunk_size]
+            g = per_sample(params, x, F.one_hot(y, n_out).bool(), allowed)
+            for k in total:
+                total[k] += (g[k] ** 2).sum(0)
+        learner.train_mode()
+        return {k: v / len(batch) for k, v in total.items()}
+
+    def end_chunk(self, learner: Learner) -> None:
+        if len(self.chunk_sample) == 0:
+            return
+        fisher = self.fisher_diagonal(learner, self.chunk_sample.all())
+        self.penalty.consolidate(learner.model, fisher, mode="online" if self.online else "sum", gamma=self.gamma)
+        self.penalty.cap(0.5 * self.ewc_lambda, learner.lr)  # the penalty is (λ/2)·F(θ−θ*)²
+        self.chunk_sample = ReservoirMemory(self.fisher_samples,
+                                            seed=derive_seed(learner.seed, f"fisher-sample/{learner.n_observed}"))
+
+    def state_dict(self) -> dict:
+        return {"penalty": self.penalty.state_dict(), "chunk_sample": self.chunk_sample.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.penalty.load_state_dict(state["penalty"])
+        self.chunk_sample.load_state_dict(state["chunk_sample"])
 
 
 class EWC(Learner):
+    """No memory. Terms: ``CE(batch) + EWC penalty``."""
+
     name = "ewc"
     description = "elastic weight consolidation: Fisher-weighted quadratic penalty (online option)"
     paper = "Kirkpatrick et al. 2017 (PNAS); online EWC: Schwarz et al. 2018"
+    needs_boundaries = True
 
     def __init__(
         self,
@@ -55,63 +130,7 @@ class EWC(Learner):
         **base,
     ) -> None:
         super().__init__(model, **base)
-        if fisher not in ("true", "empirical"):
-            raise ConfigError(f"ewc: fisher must be 'true' or 'empirical', got {fisher!r}")
         self.ewc_lambda, self.online, self.gamma, self.fisher = ewc_lambda, online, gamma, fisher
         self.fisher_samples = fisher_samples
-        self.penalty = QuadraticPenalty()
-        self.chunk_sample = ReservoirMemory(fisher_samples, seed=derive_seed(self.seed, "fisher-sample"))
-
-    def observe(self, batch: Batch) -> StepStats:
-        self.check_batch(batch)
-        self.train_mode()
-        logits = self.model(batch.x)
-        loss = self.ce(logits, batch.y, batch.task)
-        total = loss + 0.5 * self.ewc_lambda * self.penalty(self.model) if self.penalty else loss
-        self.step(total)
-        self.chunk_sample.add(batch)
-        return self.stats(logits, batch, loss)
-
-    def fisher_diagonal(self, batch: Batch, chunk_size: int = 256) -> dict[str, torch.Tensor]:
-        """Mean squared per-sample gradient of ``log p(y|x)`` for each parameter."""
-        params = {k: v.detach() for k, v in self.model.named_parameters()}
-        n_out = self.n_classes
-
-        def log_prob(p, x, target, allowed):  # target: (C,) one-hot bool; indexing is not vmappable
-            out = functional_call(self.model, p, (x.unsqueeze(0),))[0]
-            out = out.masked_fill(~allowed, float("-inf"))
-            return torch.where(target, F.log_softmax(out, 0), 0.0).sum()
-
-        per_sample = vmap(grad(log_prob), in_dims=(None, 0, 0, 0))
-        total = {k: torch.zeros_like(v) for k, v in params.items()}
-        self.model.eval()
-        for s in range(0, len(batch), chunk_size):
-            x = batch.x[s : s + chunk_size]
-            task = batch.task[s : s + chunk_size] if batch.task is not None else None
-            allowed = self.allowed_classes(task, len(x))
-            if self.fisher == "true":
-                with torch.no_grad():
-                    probs = F.softmax(self.model(x).masked_fill(~allowed, float("-inf")), 1)
-                y = torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
-            else:
-                y = batch.y[s : s + chunk_size]
-            g = per_sample(params, x, F.one_hot(y, n_out).bool(), allowed)
-            for k in total:
-                total[k] += (g[k] ** 2).sum(0)
-        self.train_mode()
-        return {k: v / len(batch) for k, v in total.items()}
-
-    def end_chunk(self) -> None:
-        if len(self.chunk_sample) == 0:
-            return
-        fisher = self.fisher_diagonal(self.chunk_sample.all())
-        self.penalty.consolidate(self.model, fisher, mode="online" if self.online else "sum", gamma=self.gamma)
-        self.penalty.cap(0.5 * self.ewc_lambda, self.lr)  # the penalty is (λ/2)·F(θ−θ*)²
-        self.chunk_sample = ReservoirMemory(self.fisher_samples, seed=derive_seed(self.seed, f"fisher-sample/{self.n_observed}"))
-
-    def extra_state(self) -> dict:
-        return {"penalty": self.penalty.state_dict(), "chunk_sample": self.chunk_sample.state_dict()}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.penalty.load_state_dict(state["penalty"])
-        self.chunk_sample.load_state_dict(state["chunk_sample"])
+        self.compose(IncomingCE(), EWCPenalty(ewc_lambda=ewc_lambda, online=online, gamma=gamma, fisher=fisher,
+                                              fisher_samples=fisher_samples))

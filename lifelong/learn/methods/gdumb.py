@@ -70,6 +70,7 @@ class GDumb(Learner):
     name = "gdumb"
     description = "greedy class-balanced memory; retrains from scratch on it before predicting"
     paper = "Prabhu et al. 2020, GDumb: A Simple Approach that Questions Our Progress in CL (ECCV)"
+    composable = False  # observe takes no gradient step
 
     def __init__(
         self,
@@ -114,6 +115,7 @@ class GDumb(Learner):
         before = self._signature()
         self.memory.add(batch)
         self.dirty = self.dirty or self._signature() != before
+        self.record_seen(batch)
         return self.stats(logits, batch, loss)
 
     def retrain(self) -> None:
@@ -123,7 +125,7 @@ class GDumb(Learner):
         opt = torch.optim.SGD(self.model.parameters(), lr=self.retrain_lr, momentum=self.retrain_momentum,
                               weight_decay=self.retrain_weight_decay)
         data = self.memory.all()
-        self.model.train()
+        self.train_mode()
         with torch.enable_grad():
             for epoch in range(self.epochs):
                 for group in opt.param_groups:

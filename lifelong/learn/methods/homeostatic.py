@@ -44,8 +44,9 @@ from torch import nn
 from lifelong.data import Batch
 from lifelong.errors import ConfigError
 from lifelong.learn.base import Learner, StepStats
-from lifelong.seeding import derive_seed
 from lifelong.learn.memory import ReservoirMemory
+from lifelong.learn.terms import IncomingCE, ReplayCE
+from lifelong.seeding import derive_seed
 
 
 class Homeostatic(Learner):
@@ -76,6 +77,7 @@ class Homeostatic(Learner):
         self.min_multiplier, self.max_multiplier = min_multiplier, max_multiplier
         self.mem_size, self.replay_batch = mem_size, replay_batch
         self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"))
+        self.compose(IncomingCE(), ReplayCE(replay_batch=replay_batch))  # replay: nothing while mem_size = 0
         self.fast_error = self.slow_error = 0.0
         self.started = False
         self.multiplier = 1.0
@@ -100,18 +102,15 @@ class Homeostatic(Learner):
             self.fast_error += 0.5 * (1.0 - self.fast_error)
 
     def observe(self, batch: Batch) -> StepStats:
-        self.check_batch(batch)
-        self.model.train()
-        logits = self.model(batch.x)
-        loss = self.ce(logits, batch.y, batch.task)
-        error_rate = float((self.mask(logits.detach(), batch.task).argmax(1) != batch.y).float().mean())
+        ctx = self.context(batch)
+        error_rate = float((self.mask(ctx.logits.detach(), batch.task).argmax(1) != batch.y).float().mean())
         m = self.regulate(error_rate)
         for group in self.opt.param_groups:
             group["lr"] = self.lr * m
-        total = loss + self.replay_ce(self.memory, self.replay_batch or len(batch))
-        self.step(total)
+        loss = self.update(ctx)
         self.memory.add(batch)
-        return self.stats(logits, batch, loss)
+        self.record_seen(batch)
+        return self.stats(ctx.logits, batch, loss)
 
     def extra_state(self) -> dict:
         return {"memory": self.memory.state_dict(), "fast_error": self.fast_error, "slow_error": self.slow_error,

@@ -133,6 +133,8 @@ class ICaRL(Learner):
     name = "icarl"
     description = "iCaRL: herding exemplars, nearest-mean-of-exemplars classifier, distillation"
     paper = "Rebuffi et al. 2017, iCaRL: Incremental Classifier and Representation Learning (CVPR)"
+    needs_boundaries = True  # exemplars, teacher and old classes change at each boundary
+    composable = False  # sigmoid BCE with distillation targets over the joined batch
 
     def __init__(self, model: nn.Module, *, mem_size: int = 500, replay_batch: int | None = None,
                  chunk_buffer: int = 2000, **base) -> None:
@@ -160,7 +162,7 @@ class ICaRL(Learner):
 
     def observe(self, batch: Batch) -> StepStats:
         self.check_batch(batch)
-        self.model.train()
+        self.train_mode()
         logits = self.model(batch.x)  # (B, C)
         train = batch
         out = logits
@@ -172,6 +174,7 @@ class ICaRL(Learner):
         active[batch.y] = True  # the head's classes so far, this batch's included
         self.step(self.icarl_loss(train.x, out, train.y, train.task, active))
         self.chunk_buffer.add(batch)
+        self.record_seen(batch)
         return self.stats(logits, batch, self.ce(logits.detach(), batch.y, batch.task))
 
     # -- exemplar management --------------------------------------------------------------------
@@ -184,6 +187,7 @@ class ICaRL(Learner):
         return f
 
     def end_chunk(self) -> None:
+        super().end_chunk()
         if len(self.chunk_buffer):
             m = self.mem_size // int(self.seen_classes.sum())
             self.exemplars.reduce(m)

@@ -20,38 +20,48 @@ Deviations
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from lifelong.data import Batch
-from lifelong.learn.base import Learner, StepStats
-from lifelong.learn.terms import QuadraticPenalty
+from lifelong.learn.base import Learner
+from lifelong.learn.terms import TERMS, IncomingCE, QuadraticPenalty, StepContext, Term
+
+
+@TERMS.register("l2")
+class L2Penalty(Term):
+    """``(λ/2)·Σ_k (θ_k − θ*_k)²`` with ``θ*`` the weights at the last chunk boundary."""
+
+    name = "l2"
+    needs_boundaries = True
+
+    def __init__(self, *, l2_lambda: float = 0.1) -> None:
+        self.l2_lambda = l2_lambda
+
+    def bind(self, learner: Learner) -> None:
+        self.penalty = QuadraticPenalty()
+
+    def __call__(self, ctx: StepContext) -> Tensor | None:
+        return 0.5 * self.l2_lambda * self.penalty(ctx.learner.model) if self.penalty else None
+
+    def end_chunk(self, learner: Learner) -> None:
+        ones = {k: torch.ones_like(p) for k, p in learner.model.named_parameters()}
+        self.penalty.consolidate(learner.model, ones, mode="replace")
+
+    def state_dict(self) -> dict:
+        return {"penalty": self.penalty.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.penalty.load_state_dict(state["penalty"])
 
 
 class L2(Learner):
+    """No memory. Terms: ``CE(batch) + L2 anchor``."""
+
     name = "l2"
     description = "L2 anchor to the previous chunk's weights (EWC with uniform importance)"
     paper = "Kirkpatrick et al. 2017 (the L2 baseline)"
+    needs_boundaries = True
 
     def __init__(self, model: nn.Module, *, l2_lambda: float = 0.1, **base) -> None:
         super().__init__(model, **base)
         self.l2_lambda = l2_lambda
-        self.penalty = QuadraticPenalty()
-
-    def observe(self, batch: Batch) -> StepStats:
-        self.check_batch(batch)
-        self.model.train()
-        logits = self.model(batch.x)
-        loss = self.ce(logits, batch.y, batch.task)
-        total = loss + 0.5 * self.l2_lambda * self.penalty(self.model) if self.penalty else loss
-        self.step(total)
-        return self.stats(logits, batch, loss)
-
-    def end_chunk(self) -> None:
-        ones = {k: torch.ones_like(p) for k, p in self.model.named_parameters()}
-        self.penalty.consolidate(self.model, ones, mode="replace")
-
-    def extra_state(self) -> dict:
-        return {"penalty": self.penalty.state_dict()}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.penalty.load_state_dict(state["penalty"])
+        self.compose(IncomingCE(), L2Penalty(l2_lambda=l2_lambda))

@@ -20,53 +20,68 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from lifelong.data import Batch
-from lifelong.learn.base import Learner, StepStats
-from lifelong.learn.terms import distillation
+from lifelong.learn.base import Learner
+from lifelong.learn.terms import TERMS, IncomingCE, StepContext, Term, distillation
 
 
-class LwF(Learner):
+def _frozen_copy(model: nn.Module) -> nn.Module:
+    teacher = copy.deepcopy(model).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+@TERMS.register("lwf")
+class Distillation(Term):
+    """``α·KD(f(x)[old], f_teacher(x)[old]; T)`` on the incoming batch, over the classes seen before
+    the last boundary, with the network frozen there as the teacher."""
+
     name = "lwf"
-    description = "learning without forgetting: distils the previous model on old classes"
-    paper = "Li & Hoiem 2016, Learning without Forgetting"
+    needs_boundaries = True
 
-    def __init__(self, model: nn.Module, *, alpha: float = 1.0, temperature: float = 2.0, **base) -> None:
-        super().__init__(model, **base)
+    def __init__(self, *, alpha: float = 1.0, temperature: float = 2.0) -> None:
         self.alpha, self.temperature = alpha, temperature
+
+    def bind(self, learner: Learner) -> None:
+        self.template = learner.model  # rebuilds the teacher when a state is loaded
         self.teacher: nn.Module | None = None
-        self.old_classes = torch.zeros(self.n_classes, dtype=torch.bool)
+        self.old_classes = torch.zeros(learner.n_classes, dtype=torch.bool)
 
-    def observe(self, batch: Batch) -> StepStats:
-        self.check_batch(batch)
-        self.train_mode()
-        logits = self.model(batch.x)
-        loss = self.ce(logits, batch.y, batch.task)
-        total = loss
-        if self.teacher is not None and bool(self.old_classes.any()):
-            with torch.no_grad():
-                old = self.teacher(batch.x)[:, self.old_classes]
-            total = total + self.alpha * distillation(logits[:, self.old_classes], old, self.temperature)
-        self.step(total)
-        return self.stats(logits, batch, loss)
+    def __call__(self, ctx: StepContext) -> Tensor | None:
+        if self.teacher is None or not bool(self.old_classes.any()):
+            return None
+        with torch.no_grad():
+            old = self.teacher(ctx.batch.x)[:, self.old_classes]
+        return self.alpha * distillation(ctx.logits[:, self.old_classes], old, self.temperature)
 
-    def end_chunk(self) -> None:
-        self.teacher = copy.deepcopy(self.model).eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
-        self.old_classes = self.seen_classes.clone()
+    def end_chunk(self, learner: Learner) -> None:
+        self.teacher = _frozen_copy(learner.model)
+        self.old_classes = learner.seen_classes.clone()
 
-    def extra_state(self) -> dict:
+    def state_dict(self) -> dict:
         teacher = self.teacher.state_dict() if self.teacher is not None else None
         return {"teacher": teacher, "old_classes": self.old_classes.clone()}
 
-    def load_extra_state(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> None:
         self.old_classes = state["old_classes"].clone()
         if state["teacher"] is None:
             self.teacher = None
         else:
-            self.teacher = copy.deepcopy(self.model).eval()
+            self.teacher = _frozen_copy(self.template)
             self.teacher.load_state_dict(state["teacher"])
-            for p in self.teacher.parameters():
-                p.requires_grad_(False)
+
+
+class LwF(Learner):
+    """No memory. Terms: ``CE(batch) + α·distillation``."""
+
+    name = "lwf"
+    description = "learning without forgetting: distils the previous model on old classes"
+    paper = "Li & Hoiem 2016, Learning without Forgetting"
+    needs_boundaries = True
+
+    def __init__(self, model: nn.Module, *, alpha: float = 1.0, temperature: float = 2.0, **base) -> None:
+        super().__init__(model, **base)
+        self.alpha, self.temperature = alpha, temperature
+        self.compose(IncomingCE(), Distillation(alpha=alpha, temperature=temperature))

@@ -38,67 +38,83 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from lifelong.data import Batch
-from lifelong.learn.base import Learner, StepStats
-from lifelong.seeding import derive_seed
-from lifelong.learn.terms import QuadraticPenalty
+from lifelong.learn.base import Learner
 from lifelong.learn.memory import ReservoirMemory
+from lifelong.learn.terms import TERMS, IncomingCE, QuadraticPenalty, StepContext, Term
+from lifelong.seeding import derive_seed
 
 
-class MAS(Learner):
+@TERMS.register("mas")
+class MASPenalty(Term):
+    """``λ·Σ_k Ω_k (θ_k − θ*_k)²`` with MAS's output-sensitivity importance, estimated at each
+    boundary on a reservoir sample of the chunk."""
+
     name = "mas"
-    description = "memory aware synapses: output-sensitivity importance, quadratic penalty"
-    paper = "Aljundi et al. 2018, Memory Aware Synapses (ECCV)"
+    needs_boundaries = True
 
-    def __init__(self, model: nn.Module, *, mas_lambda: float = 0.1, importance_samples: int = 1000, **base) -> None:
-        super().__init__(model, **base)
+    def __init__(self, *, mas_lambda: float = 0.1, importance_samples: int = 1000) -> None:
         self.mas_lambda, self.importance_samples = mas_lambda, importance_samples
+
+    def bind(self, learner: Learner) -> None:
         self.penalty = QuadraticPenalty()
-        self.chunk_sample = ReservoirMemory(importance_samples, seed=derive_seed(self.seed, "mas-sample"))
+        self.chunk_sample = ReservoirMemory(self.importance_samples, seed=derive_seed(learner.seed, "mas-sample"))
 
-    def observe(self, batch: Batch) -> StepStats:
-        self.check_batch(batch)
-        self.model.train()
-        logits = self.model(batch.x)
-        loss = self.ce(logits, batch.y, batch.task)
-        total = loss + self.mas_lambda * self.penalty(self.model) if self.penalty else loss
-        self.step(total)
-        self.chunk_sample.add(batch)
-        return self.stats(logits, batch, loss)
+    def __call__(self, ctx: StepContext) -> Tensor | None:
+        return self.mas_lambda * self.penalty(ctx.learner.model) if self.penalty else None
 
-    def importance(self, batch: Batch, chunk_size: int = 256) -> dict[str, Tensor]:
+    def after_update(self, ctx: StepContext) -> None:
+        self.chunk_sample.add(ctx.batch)
+
+    def importance(self, learner: Learner, batch: Batch, chunk_size: int = 256) -> dict[str, Tensor]:
         """``(1/N) Σ_n |∂‖f(x_n)‖²/∂θ|`` for each named parameter."""
-        params = {k: v.detach() for k, v in self.model.named_parameters()}
+        model = learner.model
+        params = {k: v.detach() for k, v in model.named_parameters()}
 
         def sq_norm(p, x, keep):  # keep: (C,) 1.0 for the outputs that belong to the sample's head
-            out = functional_call(self.model, p, (x.unsqueeze(0),))[0]
+            out = functional_call(model, p, (x.unsqueeze(0),))[0]
             return ((out * keep) ** 2).sum()
 
         per_sample = vmap(grad(sq_norm), in_dims=(None, 0, 0))
         total = {k: torch.zeros_like(v) for k, v in params.items()}
-        self.model.eval()
+        model.eval()
         for s in range(0, len(batch), chunk_size):
             x = batch.x[s : s + chunk_size]
             task = batch.task[s : s + chunk_size] if batch.task is not None else None
-            keep = self.allowed_classes(task, len(x)).float()
+            keep = learner.allowed_classes(task, len(x)).float()
             g = per_sample(params, x, keep)
             for k in total:
                 total[k] += g[k].abs().sum(0)
-        self.model.train()
+        learner.train_mode()
         return {k: v / len(batch) for k, v in total.items()}
 
-    def end_chunk(self) -> None:
+    def end_chunk(self, learner: Learner) -> None:
         if len(self.chunk_sample) == 0:
             return
         # Ω ← Ω + Ω_new, anchored at the newest parameters (the paper's accumulation)
-        self.penalty.consolidate(self.model, self.importance(self.chunk_sample.all()), mode="online", gamma=1.0)
-        self.penalty.cap(self.mas_lambda, self.lr)  # the stiffness cap: 2·lr·λ·Ω <= 1
+        self.penalty.consolidate(learner.model, self.importance(learner, self.chunk_sample.all()), mode="online",
+                                 gamma=1.0)
+        self.penalty.cap(self.mas_lambda, learner.lr)  # the stiffness cap: 2·lr·λ·Ω <= 1
         self.chunk_sample = ReservoirMemory(
-            self.importance_samples, seed=derive_seed(self.seed, f"mas-sample/{self.n_observed}")
+            self.importance_samples, seed=derive_seed(learner.seed, f"mas-sample/{learner.n_observed}")
         )
 
-    def extra_state(self) -> dict:
+    def state_dict(self) -> dict:
         return {"penalty": self.penalty.state_dict(), "chunk_sample": self.chunk_sample.state_dict()}
 
-    def load_extra_state(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> None:
         self.penalty.load_state_dict(state["penalty"])
         self.chunk_sample.load_state_dict(state["chunk_sample"])
+
+
+class MAS(Learner):
+    """No memory. Terms: ``CE(batch) + MAS penalty``."""
+
+    name = "mas"
+    description = "memory aware synapses: output-sensitivity importance, quadratic penalty"
+    paper = "Aljundi et al. 2018, Memory Aware Synapses (ECCV)"
+    needs_boundaries = True
+
+    def __init__(self, model: nn.Module, *, mas_lambda: float = 0.1, importance_samples: int = 1000, **base) -> None:
+        super().__init__(model, **base)
+        self.mas_lambda, self.importance_samples = mas_lambda, importance_samples
+        self.compose(IncomingCE(), MASPenalty(mas_lambda=mas_lambda, importance_samples=importance_samples))

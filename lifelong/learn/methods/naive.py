@@ -6,19 +6,12 @@ Settings: class-, task- and domain-incremental, online/task-free. No deviations.
 
 from __future__ import annotations
 
-from lifelong.data import Batch
-from lifelong.learn.base import Learner, StepStats
+from lifelong.learn.base import Learner
 
 
 class Naive(Learner):
+    """Plain SGD: the base learner's update with the incoming-batch cross-entropy as its only term."""
+
     name = "naive"
     description = "fine-tuning with plain SGD on each incoming batch (lower bound)"
     paper = "baseline"
-
-    def observe(self, batch: Batch) -> StepStats:
-        self.check_batch(batch)
-        self.train_mode()
-        logits = self.model(batch.x)
-        loss = self.ce(logits, batch.y, batch.task)
-        self.step(loss)
-        return self.stats(logits, batch, loss)

@@ -38,14 +38,33 @@ from torch import Tensor, nn
 from lifelong.data import Batch
 from lifelong.errors import ConfigError
 from lifelong.learn.base import Learner, StepStats
-from lifelong.seeding import derive_seed
 from lifelong.learn.memory import ReservoirMemory
+from lifelong.learn.terms import IncomingCE, StepContext, Term
+from lifelong.seeding import derive_seed
+
+
+class PowerLawReplay(Term):
+    """``CE(f(x_m), y_m)`` on a replay batch drawn by :meth:`PowerLaw.draw_replay`; nothing while
+    no past group has stored samples."""
+
+    name = "powerlaw_replay"
+
+    def __init__(self, *, replay_batch: int | None = None) -> None:
+        self.replay_batch = replay_batch
+
+    def __call__(self, ctx: StepContext) -> Tensor | None:
+        learner = ctx.learner
+        if not len(learner.past_groups()):
+            return None
+        mb = learner.draw_replay(self.replay_batch or len(ctx.batch))
+        return learner.ce(learner.model(mb.x), mb.y, mb.task)
 
 
 class PowerLaw(Learner):
     name = "powerlaw"
     description = "power-law rehearsal: replay a past chunk with P ∝ (1 + time since last met)^-α"
     paper = "after Catastrophic Interference is Mitigated in Naturalistic Power-Law Learning Environments (2024)"
+    needs_boundaries = True  # a boundary starts a new group
 
     def __init__(
         self,
@@ -65,6 +84,7 @@ class PowerLaw(Learner):
         self.group = 0  # the current group (chunk) id
         self.t = 0  # steps taken
         self.last_met = torch.zeros(1, dtype=torch.int64)  # (n_groups,) τ_c
+        self.compose(IncomingCE(), PowerLawReplay(replay_batch=replay_batch))
 
     def past_groups(self) -> Tensor:
         """Ids of past groups that still have samples in memory, ascending. (G,)"""
@@ -94,27 +114,22 @@ class PowerLaw(Learner):
         return self.memory.get(slots)
 
     def observe(self, batch: Batch) -> StepStats:
-        self.check_batch(batch)
-        self.model.train()
-        logits = self.model(batch.x)
-        loss = self.ce(logits, batch.y, batch.task)
-        total = loss
-        if len(self.past_groups()):
-            mb = self.draw_replay(self.replay_batch or len(batch))
-            total = total + self.ce(self.model(mb.x), mb.y, mb.task)
-        self.step(total)
+        ctx = self.context(batch)
+        loss = self.update(ctx)
         self.memory.add(batch, group=torch.full((len(batch),), self.group, dtype=torch.int64))
         self.last_met[self.group] = self.t
         self.t += 1
         if self.segment and self.t % self.segment == 0:
             self._new_group()
-        return self.stats(logits, batch, loss)
+        self.record_seen(batch)
+        return self.stats(ctx.logits, batch, loss)
 
     def _new_group(self) -> None:
         self.group += 1
         self.last_met = torch.cat([self.last_met, torch.tensor([self.t], dtype=torch.int64)])
 
     def end_chunk(self) -> None:
+        super().end_chunk()  # the loss terms' boundary work
         self._new_group()
 
     def extra_state(self) -> dict:

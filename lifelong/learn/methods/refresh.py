@@ -33,8 +33,9 @@ from torch import nn
 from lifelong.data import Batch
 from lifelong.errors import ConfigError
 from lifelong.learn.base import Learner, StepStats
-from lifelong.seeding import derive_seed
 from lifelong.learn.memory import ReservoirMemory
+from lifelong.learn.terms import IncomingCE, ReplayCE, StepContext
+from lifelong.seeding import derive_seed
 
 
 class Refresh(Learner):
@@ -61,6 +62,7 @@ class Refresh(Learner):
         self.unlearn_noise, self.mem_size, self.replay_batch = unlearn_noise, mem_size, replay_batch
         self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"))
         self.fisher = {k: torch.zeros_like(p) for k, p in model.named_parameters()}
+        self.compose(IncomingCE(), ReplayCE(replay_batch=replay_batch))  # the relearning step's terms
 
     @torch.no_grad()
     def unlearn(self, grads: dict[str, torch.Tensor]) -> None:
@@ -76,10 +78,8 @@ class Refresh(Learner):
                 p += self.unlearn_noise * torch.sqrt(2 * self.unlearn_lr * precond) * noise
 
     def observe(self, batch: Batch) -> StepStats:
-        self.check_batch(batch)
-        self.model.train()
-        logits = self.model(batch.x)
-        loss = self.ce(logits, batch.y, batch.task)
+        ctx = self.context(batch)  # at θ
+        loss = self.ce(ctx.logits, batch.y, batch.task)
         self.check_finite(loss, fix="lower the learning rates")
         params = dict(self.model.named_parameters())
         grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
@@ -88,11 +88,10 @@ class Refresh(Learner):
             for k, g in grads_by_name.items():
                 self.fisher[k].mul_(self.fisher_decay).add_(g**2, alpha=1 - self.fisher_decay)
         self.unlearn(grads_by_name)
-        total = self.ce(self.model(batch.x), batch.y, batch.task)  # relearn at θ'
-        total = total + self.replay_ce(self.memory, self.replay_batch or len(batch))
-        self.step(total)
+        self.update(StepContext(self, batch, self.model(batch.x)))  # relearn at θ': CE + replay CE
         self.memory.add(batch)
-        return self.stats(logits, batch, loss)
+        self.record_seen(batch)
+        return self.stats(ctx.logits, batch, loss)
 
     def extra_state(self) -> dict:
         return {"memory": self.memory.state_dict(), "fisher": dict(self.fisher)}

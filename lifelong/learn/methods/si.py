@@ -36,61 +36,78 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lifelong.data import Batch
-from lifelong.learn.base import Learner, StepStats
-from lifelong.learn.terms import QuadraticPenalty
+from lifelong.learn.base import Learner
+from lifelong.learn.terms import TERMS, IncomingCE, QuadraticPenalty, StepContext, Term
+
+
+@TERMS.register("si")
+class SIPenalty(Term):
+    """``c·Σ_k Ω_k (θ_k − θ̃_k)²`` with SI's path-integral importance.
+
+    A separate term: the learner backpropagates it after the other terms, so :meth:`after_backward`
+    records ``g``, the gradient of the task loss alone; :meth:`after_update` adds ``−g·Δθ`` to ``ω``.
+    """
+
+    name = "si"
+    needs_boundaries = True
+    separate = True
+
+    def __init__(self, *, c: float = 0.5, xi: float = 1.0) -> None:
+        self.c, self.xi = c, xi
+
+    def bind(self, learner: Learner) -> None:
+        self.penalty = QuadraticPenalty()  # Ω and θ̃ (a single, newest anchor)
+        params = dict(learner.model.named_parameters())
+        self.omega = {k: torch.zeros_like(p) for k, p in params.items()}  # ω: path integral this chunk
+        self.start = {k: p.detach().clone() for k, p in params.items()}  # θ at the chunk's start
+        self._g: dict[str, Tensor] = {}  # this step's task-loss gradient
+        self._before: dict[str, Tensor] = {}  # θ before this step's update
+
+    def __call__(self, ctx: StepContext) -> Tensor | None:
+        return self.c * self.penalty(ctx.learner.model) if self.penalty else None
+
+    def after_backward(self, ctx: StepContext) -> None:
+        params = dict(ctx.learner.model.named_parameters())
+        self._g = {k: p.grad.detach().clone() for k, p in params.items() if p.grad is not None}  # task loss only
+        self._before = {k: p.detach().clone() for k, p in params.items()}
+
+    def after_update(self, ctx: StepContext) -> None:
+        params = dict(ctx.learner.model.named_parameters())
+        with torch.no_grad():
+            for k, gk in self._g.items():
+                self.omega[k] -= gk * (params[k] - self._before[k])  # ω += −g·Δθ
+        self._g, self._before = {}, {}
+
+    def end_chunk(self, learner: Learner) -> None:
+        importance: dict[str, Tensor] = {}
+        for k, p in learner.model.named_parameters():
+            delta = p.detach() - self.start[k]  # Δ^ν: total change over the chunk
+            importance[k] = self.omega[k] / (delta**2 + self.xi)
+        # Ω ← Ω + Ω_new and θ̃ ← θ (online mode with γ = 1 is exactly the paper's accumulation)
+        self.penalty.consolidate(learner.model, importance, mode="online", gamma=1.0)
+        self.penalty.cap(self.c, learner.lr)  # the stiffness cap: 2·lr·c·Ω <= 1
+        for k, p in learner.model.named_parameters():
+            self.omega[k].zero_()
+            self.start[k] = p.detach().clone()
+
+    def state_dict(self) -> dict:
+        return {"penalty": self.penalty.state_dict(), "omega": dict(self.omega), "start": dict(self.start)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.penalty.load_state_dict(state["penalty"])
+        self.omega = {k: v.clone() for k, v in state["omega"].items()}
+        self.start = {k: v.clone() for k, v in state["start"].items()}
 
 
 class SI(Learner):
+    """No memory. Terms: ``CE(batch)``, then the separate SI penalty."""
+
     name = "si"
     description = "synaptic intelligence: path-integral importance, quadratic penalty"
     paper = "Zenke, Poole & Ganguli 2017, Continual Learning Through Synaptic Intelligence (ICML)"
+    needs_boundaries = True
 
     def __init__(self, model: nn.Module, *, c: float = 0.5, xi: float = 1.0, **base) -> None:
         super().__init__(model, **base)
         self.c, self.xi = c, xi
-        self.penalty = QuadraticPenalty()  # Ω and θ̃ (a single, newest anchor)
-        params = dict(model.named_parameters())
-        self.omega = {k: torch.zeros_like(p) for k, p in params.items()}  # ω: path integral this chunk
-        self.start = {k: p.detach().clone() for k, p in params.items()}  # θ at the chunk's start
-
-    def observe(self, batch: Batch) -> StepStats:
-        self.check_batch(batch)
-        self.model.train()
-        logits = self.model(batch.x)
-        loss = self.ce(logits, batch.y, batch.task)
-        self.check_finite(loss, fix="lower the learning rate or c")
-        params = dict(self.model.named_parameters())
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        g = {k: p.grad.detach().clone() for k, p in params.items() if p.grad is not None}  # task-loss gradient only
-        if self.penalty:
-            surrogate = self.c * self.penalty(self.model)
-            self.check_finite(surrogate, what="penalty", fix="lower c or the learning rate")
-            surrogate.backward()  # adds the penalty's gradient to p.grad
-        before = {k: p.detach().clone() for k, p in params.items()}
-        self.opt.step()
-        with torch.no_grad():
-            for k, gk in g.items():
-                self.omega[k] -= gk * (params[k] - before[k])  # ω += −g·Δθ
-        return self.stats(logits, batch, loss)
-
-    def end_chunk(self) -> None:
-        importance: dict[str, Tensor] = {}
-        for k, p in self.model.named_parameters():
-            delta = p.detach() - self.start[k]  # Δ^ν: total change over the chunk
-            importance[k] = self.omega[k] / (delta**2 + self.xi)
-        # Ω ← Ω + Ω_new and θ̃ ← θ (online mode with γ = 1 is exactly the paper's accumulation)
-        self.penalty.consolidate(self.model, importance, mode="online", gamma=1.0)
-        self.penalty.cap(self.c, self.lr)  # the stiffness cap: 2·lr·c·Ω <= 1
-        for k, p in self.model.named_parameters():
-            self.omega[k].zero_()
-            self.start[k] = p.detach().clone()
-
-    def extra_state(self) -> dict:
-        return {"penalty": self.penalty.state_dict(), "omega": dict(self.omega), "start": dict(self.start)}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.penalty.load_state_dict(state["penalty"])
-        self.omega = {k: v.clone() for k, v in state["omega"].items()}
-        self.start = {k: v.clone() for k, v in state["start"].items()}
+        self.compose(IncomingCE(), SIPenalty(c=c, xi=xi))
