@@ -147,21 +147,24 @@ def iter_log(path: str | Path, *, exclude: Collection[str] = ()) -> Iterator[Rec
         raise ValueError(f"unknown record kinds {sorted(unknown)}; expected some of {KINDS}")
     # Record.to_json writes compact sorted JSON, so a record of kind k contains '"kind":"k"'. A line
     # without an "extra" object can hold that text only as its own kind: skip it unparsed.
-    markers = tuple(f'"kind":"{k}"' for k in excluded)
+    markers = tuple(f'"kind":"{k}"' for k in sorted(excluded))
+    marker = markers[0] if len(markers) == 1 else None  # the usual case, ("train",): one test per line
     path = Path(path)
     if not path.exists():
         raise DataError(f"no run log at {path}; pass a run directory written by `lifelong run`")
     with open(path, encoding="utf-8") as f:
         lines = f.read().split("\n")
+    last = len(lines) - 1
     for i, line in enumerate(lines):
         if not line.strip():
             continue
-        if markers and '"extra"' not in line and any(m in line for m in markers) and i != len(lines) - 1:
-            continue  # the last line may be torn: parsed below so that it is ignored the same way
+        # (the last line may be torn: it is parsed below, so that it is ignored the same way)
+        if markers and i != last and '"extra"' not in line and (marker in line if marker else any(m in line for m in markers)):
+            continue
         try:
             record = Record.from_json(line)
         except (json.JSONDecodeError, TypeError, ValueError) as e:
-            if i == len(lines) - 1:  # last line without newline: torn write, ignore
+            if i == last:  # last line without newline: torn write, ignore
                 return
             raise DataError(f"{path}:{i + 1}: not a valid run record ({e})") from None
         if record.kind not in excluded:
