@@ -210,6 +210,7 @@ class LearnerSubject:
 
 
 def _check_protocol(s: LearnerSubject) -> None:
+    """Declares `name`, `data_view`, `needs_boundaries`; has the protocol's methods and `n_classes`."""
     cls = s.cls
     name = getattr(cls, "name", None)
     assert isinstance(name, str) and name, f"give the class a non-empty string attribute `name` (got {name!r})"
@@ -242,6 +243,7 @@ def _perturbed(value: Any) -> Any:
 
 
 def _check_hyper_parameters(s: LearnerSubject) -> None:
+    """Every keyword-only hyper-parameter is readable as `self.<name>`, unchanged (also when changed alone)."""
     stream = _streams()["class_incremental"]
     params = {k: v for k, v in keyword_hyper_parameters(s.cls).items() if k not in RESERVED}
     unknown = sorted(set(s.hyper_parameters) - set(params))
@@ -277,6 +279,7 @@ def _check_hyper_parameters(s: LearnerSubject) -> None:
 
 
 def _check_predict(s: LearnerSubject) -> None:
+    """`predict` gives finite `(B, n_classes)` logits before and after training, the same when repeated."""
     for setting, stream in _streams().items():
         learner = s.build(stream)
         for when in ("before any observe", "after training"):
@@ -299,6 +302,7 @@ def _check_predict(s: LearnerSubject) -> None:
 
 
 def _check_observe(s: LearnerSubject) -> None:
+    """`observe` returns the batch's `StepStats` (n, n_correct, loss_sum) and leaves the batch unchanged."""
     for setting, stream in _streams().items():
         learner = s.build(stream)
         for i in range(2):
@@ -318,6 +322,7 @@ def _check_observe(s: LearnerSubject) -> None:
 
 
 def _check_rejects_bad_labels(s: LearnerSubject) -> None:
+    """A label outside the head raises `DataError`."""
     stream = _streams()["class_incremental"]
     learner = s.build(stream)
     bad = Batch(torch.zeros(2, *stream.input_shape), torch.tensor([0, stream.n_classes]))
@@ -332,6 +337,7 @@ def _check_rejects_bad_labels(s: LearnerSubject) -> None:
 
 
 def _check_round_trip(s: LearnerSubject) -> None:
+    """A learner restored from `torch.save`d state predicts and continues exactly like the original."""
     for setting, stream in _streams().items():
         learner = s.build(stream)
         s.train(learner, stream, 2)
@@ -351,6 +357,7 @@ def _check_round_trip(s: LearnerSubject) -> None:
 
 
 def _check_deterministic(s: LearnerSubject) -> None:
+    """The same seed gives an identical log; another seed a different one."""
     for setting, stream in _streams().items():
         first = s.records(stream, seed=3)
         second = s.records(stream, seed=3)
@@ -361,6 +368,7 @@ def _check_deterministic(s: LearnerSubject) -> None:
 
 
 def _check_global_random_state(s: LearnerSubject) -> None:
+    """Training and predicting leave torch's, numpy's and `random`'s global states untouched."""
     for setting, stream in _streams().items():
         before = _GlobalRandomState()
         learner = s.build(stream)
@@ -374,6 +382,7 @@ def _check_global_random_state(s: LearnerSubject) -> None:
 
 
 def _check_no_task_ids_in_class_incremental(s: LearnerSubject) -> None:
+    """In a class-incremental run the learner is never handed task ids."""
     stream = _streams()["class_incremental"]
     learner = s.build(stream)
     seen: list[Any] = []
@@ -397,6 +406,7 @@ def _check_no_task_ids_in_class_incremental(s: LearnerSubject) -> None:
 
 
 def _check_end_chunk(s: LearnerSubject) -> None:
+    """`end_chunk` changes `state_dict()` exactly when `needs_boundaries` is True."""
     for setting, stream in _streams().items():
         learner = s.build(stream)
         # the instance's value: added loss terms (an EWC term on ER) can make an instance need boundaries
@@ -420,6 +430,7 @@ def _check_end_chunk(s: LearnerSubject) -> None:
 
 
 def _check_learns(s: LearnerSubject) -> None:
+    """Above chance (>= 0.6, chance 0.25) after 3 epochs on one stationary chunk of 4 easy classes."""
     stream = _easy_stream()
     learner = s.build(stream)
     records = list(iter_run(stream, learner, LoopConfig(epochs=3, batch_size=BATCH), seed=0))
@@ -433,8 +444,7 @@ def _check_learns(s: LearnerSubject) -> None:
 
 
 def _check_capabilities(s: LearnerSubject) -> None:
-    """The optional capabilities a learner declares (by having the method) must work: the loop, the
-    server and sleep blocks call them."""
+    """Declared capabilities (`consolidate`, `update_memory`, `on_drift`) run and leave the learner usable."""
     for setting, stream in _streams().items():
         learner = s.build(stream)
         s.train(learner, stream, 1)
@@ -555,12 +565,14 @@ class MemorySubject:
 
 
 def _check_memory_protocol(s: MemorySubject) -> None:
+    """Satisfies the `Memory` protocol; a new memory is empty."""
     mem = s.build(10)
     assert isinstance(mem, Memory), "implement add, sample, __len__, state_dict and load_state_dict (lifelong.learn.memory.Memory)"
     assert len(mem) == 0, f"a new memory must be empty, len() is {len(mem)}"
 
 
 def _check_capacity(s: MemorySubject) -> None:
+    """Never holds more than `capacity`; fills up; preallocated storage is written in place."""
     mem = s.build(20)
     mem.add(_memory_batch(7))
     storage = getattr(mem, "x", None)
@@ -576,6 +588,7 @@ def _check_capacity(s: MemorySubject) -> None:
 
 
 def _check_sample(s: MemorySubject) -> None:
+    """`sample(n)` returns min(n, len) distinct stored pairs, with their extra fields aligned."""
     mem = s.build(10)
     for i in range(5):
         b = _memory_batch(6, start=6 * i)
@@ -592,6 +605,7 @@ def _check_sample(s: MemorySubject) -> None:
 
 
 def _check_generator(s: MemorySubject) -> None:
+    """Sampling depends only on the given generator and leaves the memory and global RNGs alone."""
     before = _GlobalRandomState()
     mem = s.build(10)
     for i in range(5):
@@ -609,6 +623,7 @@ def _check_generator(s: MemorySubject) -> None:
 
 
 def _check_memory_round_trip(s: MemorySubject) -> None:
+    """A memory restored from its state continues (adds, samples) exactly like the original."""
     mem = s.build(10)
     for i in range(4):
         mem.add(_memory_batch(6, start=6 * i))
@@ -624,6 +639,7 @@ def _check_memory_round_trip(s: MemorySubject) -> None:
 
 
 def _check_memory_alias(s: MemorySubject) -> None:
+    """Stored samples are copies: changing the batch later does not change the memory."""
     mem = s.build(10)
     b = _memory_batch(6)
     mem.add(b)
