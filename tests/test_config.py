@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from lifelong.experiments.config import RunConfig, from_dict, load_config, override, parse_toml
@@ -156,5 +158,6 @@ def test_plugins_load_before_names_are_looked_up(tmp_path, monkeypatch):
             from_dict({"plugins": ["cfg_plugin_mod"], "learner": {"name": "cfg_plugin_learner", "width": 0.5}})
     finally:
         LEARNERS.pop("cfg_plugin_learner", None)
+        sys.modules.pop("cfg_plugin_mod", None)
     with pytest.raises(ConfigError, match="no_such_plugin_mod"):
         from_dict({"plugins": ["no_such_plugin_mod"]})

@@ -47,6 +47,26 @@ def test_a_broken_ledger_file_is_a_clear_error(tmp_path):
         load_suite(bad)
 
 
+@pytest.mark.parametrize(("text", "words"), [
+    # the run config's own validator checks each entry: typed learner options, lr in [train] only
+    ('[[entry]]\nlearner = {name = "er", mem_size = 2.5}\nacc = 1\ntol = 0', r"entry 0 \(x/er\[mem_size=2.5\]\): \[learner\] mem_size must be an integer"),
+    ('[[entry]]\nlearner = {name = "er", lr = 0.1}\nacc = 1\ntol = 0', r"\[learner\] lr: .*\[train\] lr"),
+    ('[base.scenario]\nname = "class_incremental"\nn_chunks = "5"\n[[entry]]\nlearner = {name = "er"}\nacc = 1\ntol = 0',
+     "n_chunks must be an integer, got '5'"),
+    ('[base.reference]\nrun = "x"\n[[entry]]\nlearner = {name = "er"}\nacc = 1\ntol = 0', r"no \[reference\] section"),
+    ('[[entry]]\nlearner = {name = "er"}\nacc = "high"\ntol = 0', "entry 0 acc must be a number"),
+    ('[[entry]]\nlearner = {name = "er"}\nacc = 1\ntol = 0\nnote = "x"', "entry 0 has unknown key"),
+    ('owner = "me"\n[[entry]]\nlearner = {name = "er"}\nacc = 1\ntol = 0', "unknown key"),
+])
+def test_ledger_entries_go_through_the_run_config_validator(tmp_path, text, words):
+    bad = tmp_path / "bad.toml"
+    head, _, rest = text.partition("[[entry]]")
+    bad.write_text('suite = "x"\ntier = "fast"\n' + (head if not head.startswith("[base") else "")
+                   + ("[base]\n" if not head.startswith("[base") else head) + "[[entry]]" + rest)
+    with pytest.raises(ConfigError, match=words):
+        load_suite(bad)
+
+
 def test_an_entry_out_of_band_fails(tmp_path):
     path = tmp_path / "tight.toml"
     path.write_text(

@@ -1,5 +1,12 @@
 """Scenarios: functions that cut a :class:`~lifelong.data.Dataset` into a stream of chunks plus the
-evaluation sets that make the accuracy matrix.
+evaluation sets that make the accuracy matrix, and :data:`SCENARIOS`, the registry
+:func:`build_stream` looks names up in.
+
+The base splits (class-, task- and domain-incremental, and :class:`Stream`) live in
+:mod:`lifelong.data.splits` and the L2M lifetimes, built on them, in :mod:`lifelong.data.lifetimes`;
+this module adds the online, blurry and drifting streams and registers all of them. Imports point
+one way: splits <- lifetimes <- scenarios. Options are checked against each builder's signature
+(:mod:`lifelong.options`) before anything is built.
 
 Each is deterministic given its seed and refuses a bad request with a message that says what to
 change.

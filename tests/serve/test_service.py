@@ -24,7 +24,8 @@ DIM, N_CLASSES = 6, 3
 
 def make_cfg(tmp_path, **serve):
     learner = serve.pop("learner", {"name": "er", "mem_size": 50})
-    return config_from_dict({"learner": learner,
+    train = serve.pop("train", {})
+    return config_from_dict({"learner": learner, "train": train,
                              "model": {"input_shape": [DIM], "n_classes": N_CLASSES, "hidden": [12]},
                              "serve": {"data_dir": str(tmp_path / "data"), "batch_size": 8, "threads": 0,
                                        "snapshot_every": 10**6, "drift_delta": 0, "linger_ms": 0, **serve}}, env={})
@@ -236,7 +237,7 @@ def test_feedback_corrects_the_next_prediction(memo, service):
 
 
 def test_drift_alarm_is_journaled_and_triggers_the_drift_response(memo, service):
-    svc = service(learner={"name": "memo_test", "lr": 0.1}, drift_delta=0.002)
+    svc = service(learner={"name": "memo_test"}, train={"lr": 0.1}, drift_delta=0.002)
     x, y = stream(400, seed=1)
     feed(svc, x, y, per=8)
     x2, y2 = stream(400, seed=2, remap=[1, 2, 0])  # the concept changes: every label moves
