@@ -166,9 +166,13 @@ def test_torch_threads_come_from_the_flag_then_the_config_then_cpus_per_run(tmp_
         res = run_sweep(parse_sweep(data), tmp_path / str(flag), backend="local", threads=flag, console=quiet(), compare=False)
         run = tmp_path / str(flag) / res.done[0]
         assert read_status(run)["threads"] == expected and load_config(run / "config.toml").threads == expected
+    import torch
+
+    before = torch.get_num_threads()
     res = run_sweep(parse_sweep(tiny(seeds=[0], axes={"learner.name": ["naive"]})), tmp_path / "c", backend="local",
-                    cpus_per_run=2, console=quiet(), compare=False)
-    assert read_status(tmp_path / "c" / res.done[0])["threads"] == 2
+                    cpus_per_run=before + 1, console=quiet(), compare=False)
+    assert read_status(tmp_path / "c" / res.done[0])["threads"] == before + 1
+    assert torch.get_num_threads() == before  # each run restores the caller's setting
 
 
 def test_resume_skips_finished_runs_and_reruns_the_rest(local_sweep, tmp_path):

@@ -20,11 +20,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from lifelong.errors import ConfigError, LifelongError
 from lifelong.experiments.config import from_dict
 from lifelong.experiments.run import execute
+from lifelong.experiments.runner import torch_threads
 from lifelong.experiments.sweep.status import now, read_status, write_status
 
 #: Metrics copied into a finished run's status (and shown in the summary table), in this order.
@@ -50,10 +49,9 @@ def run_task(spec: dict[str, Any]) -> dict[str, Any]:
     write_status(run_dir, status)
     t0, cpu0 = time.perf_counter(), time.process_time()
     try:
-        t0, cpu0 = time.perf_counter(), time.process_time()  # the run's own time, without a fresh worker's imports
         cfg = from_dict(spec["config"])
-        torch.set_num_threads(cfg.threads)  # execute() pins it too; done here for what runs before
-        metrics = execute(cfg, run_dir, resume=bool(spec.get("resume")), force=True)
+        with torch_threads(cfg.threads):  # the run's thread count, restored after it (a Ray worker runs many)
+            metrics = execute(cfg, run_dir, resume=bool(spec.get("resume")), force=True)
         status.update(status="done", threads=cfg.threads,
                       metrics={k: v[0] for k, v in metrics["summary"].items() if k in SUMMARY_METRICS})
     except Exception as e:  # recorded in status.json and shown in the summary, never dropped
@@ -65,17 +63,11 @@ def run_task(spec: dict[str, Any]) -> dict[str, Any]:
     return status
 
 
-
-
 def run_local(specs: list[dict[str, Any]], on_event: Event) -> None:
-    """Execute the runs in sequence in this process; torch's thread count is restored afterwards."""
-    threads_before = torch.get_num_threads()
-    try:
-        for spec in specs:
-            on_event("tick", {"running": 1})
-            on_event("finished", run_task(spec))
-    finally:
-        torch.set_num_threads(threads_before)
+    """Execute the runs in sequence in this process (each restores torch's thread count when it ends)."""
+    for spec in specs:
+        on_event("tick", {"running": 1})
+        on_event("finished", run_task(spec))
 
 
 def _import_ray():

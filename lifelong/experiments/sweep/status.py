@@ -33,7 +33,6 @@ def read_status(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
-
 def is_finished(run_dir: Path) -> bool:
     """The run is done and its ``metrics.json`` exists (``--resume`` skips it)."""
     return read_status(run_dir).get("status") == "done" and (run_dir / "metrics.json").is_file()
