@@ -28,6 +28,7 @@ from lifelong.errors import ConfigError
 from lifelong.experiments.config import from_dict
 from lifelong.learn.methods import LEARNERS
 from lifelong.learn.nets import MODELS
+from lifelong.serve.config import config_from_dict
 from tests.conftest import cli, cli_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,6 +217,15 @@ def test_the_plugins_key_is_loaded_by_from_dict(isolated):
     cfg = from_dict({"plugins": ["keyed_plugin"], "learner": {"name": "keyed_naive"}})
     assert cfg.plugins == ("keyed_plugin",) and LEARNERS["keyed_naive"].__module__ == "keyed_plugin"
     assert plugins.load_plugins(["keyed_plugin"]) == ["keyed_plugin"]  # idempotent: no clash on a second load
+
+
+def test_the_plugins_key_of_a_serve_file_is_loaded(isolated):
+    write_module(isolated, "keyed_plugin", KEYED)
+    cfg = config_from_dict({"plugins": ["keyed_plugin"], "learner": {"name": "keyed_naive"},
+                            "model": {"input_shape": [4], "n_classes": 3}})
+    assert cfg.learner["name"] == "keyed_naive" and "keyed_naive" in LEARNERS
+    with pytest.raises(ConfigError, match="no_such_plugin_xyz"):
+        config_from_dict({"plugins": ["no_such_plugin_xyz"], "model": {"input_shape": [4], "n_classes": 3}})
 
 
 def test_a_name_clash_names_the_plugin_and_the_fix(isolated):
