@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from lifelong.data import Batch
+from lifelong.errors import ConfigError
+from lifelong.learn.base import SleepStats
 from lifelong.learn.methods import make_learner
-from lifelong.learn.loop import LoopConfig, iter_run, training_view
+from lifelong.learn.loop import LoopConfig, iter_run, sleep_step, training_view
 from lifelong.evaluate import accuracy_matrix, random_init_accuracy
 from lifelong.learn.nets import mlp
 from lifelong.data.scenarios import class_incremental
@@ -60,3 +64,19 @@ def test_the_loop_leaves_global_random_state_alone(tiny):
     before = torch.get_rng_state()
     records_for("er", stream)
     assert torch.equal(before, torch.get_rng_state())
+
+
+def test_sleep_steps_go_through_the_declared_consolidate_capability():
+    b = Batch(torch.zeros(3, 2), torch.tensor([0, 1, 0]))
+    g = torch.Generator().manual_seed(0)
+
+    class Sleeper:  # any object with consolidate(batch, generator) may sleep; no base class needed
+        def consolidate(self, batch, generator=None):
+            self.got = generator
+            return SleepStats(len(batch), 1, 0.5, source="memory")
+
+    sleeper = Sleeper()
+    stats, extra = sleep_step(sleeper, b, g)
+    assert sleeper.got is g and stats.n == 3 and extra == {"subtype": "sleep", "source": "memory"}
+    with pytest.raises(ConfigError, match="consolidate"):
+        sleep_step(object(), b, g)
