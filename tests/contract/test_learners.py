@@ -16,7 +16,6 @@ CONTRACT_HP = {"ewc": {"ewc_lambda": 1.0}}
 # Known violations, each to be fixed in the learner (strict: the test fails once it passes).
 KNOWN = {
     ("drift_experts", "hyper_parameters_stored_as_given"): "self.detector holds the river detector, not the name given",
-    ("drift_experts", "no_global_random_state"): "nn.Linear(...) for the selector draws its discarded init from torch's global RNG",
     ("error_memory", "hyper_parameters_stored_as_given"): "self.inner holds the inner learner, not the name given",
     ("icarl", "hyper_parameters_stored_as_given"): "self.chunk_buffer holds the buffer, not the size given",
 }
