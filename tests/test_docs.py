@@ -10,7 +10,7 @@ from pathlib import Path
 from lifelong.testing import LEARNER_CHECKS
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / "tests" / "plugin_fixture"
+FIXTURE = ROOT / "examples" / "plugin"
 
 
 def build_script():
@@ -61,7 +61,7 @@ def test_the_plugin_page_shows_the_tested_example_package():
     page = (ROOT / "docs" / "plugins.md").read_text()
     python, toml = code_blocks(page, "python"), code_blocks(page, "toml")
     learner = (FIXTURE / "src" / "lifelong_example_plugin" / "__init__.py").read_text()
-    assert learner in python, "docs/plugins.md must show tests/plugin_fixture's learner verbatim"
+    assert learner in python, "docs/plugins.md must show examples/plugin's learner verbatim"
     assert len(learner.splitlines()) <= 40
     assert (FIXTURE / "pyproject.toml").read_text() in toml
     assert (FIXTURE / "tests" / "test_weighted_er.py").read_text() in python

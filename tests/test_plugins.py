@@ -1,6 +1,6 @@
 """Plugins from outside the package.
 
-The example plugin package (``tests/plugin_fixture``: a pyproject with an entry point in the group
+The example plugin package (``examples/plugin``: a pyproject with an entry point in the group
 ``lifelong.plugins`` and a 30-line learner) is installed with pip into a temporary directory, offline,
 and put on ``PYTHONPATH``; it then runs through ``lifelong run``, a real Ray sweep (whose workers
 find it by its entry point) and ``lifelong serve``, and through its own test suite
@@ -32,7 +32,7 @@ from lifelong.serve.config import config_from_dict
 from tests.conftest import cli, cli_env
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / "tests" / "plugin_fixture"
+FIXTURE = ROOT / "examples" / "plugin"
 BLOBS = {"name": "blobs", "n_classes": 4, "dim": 8, "n_per_class": 20, "n_test_per_class": 10}
 
 
@@ -51,7 +51,7 @@ def plugin_site(tmp_path_factory) -> Path:
     """The example package pip-installed (no deps, no index, no build isolation) into a fresh
     directory; built from a copy so the source tree stays clean."""
     src = tmp_path_factory.mktemp("plugin-src") / "lifelong-example-plugin"
-    shutil.copytree(FIXTURE, src, ignore=shutil.ignore_patterns("conftest.py", "__pycache__", "build", "*.egg-info"))
+    shutil.copytree(FIXTURE, src, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
     site = tmp_path_factory.mktemp("plugin-site")
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--no-build-isolation",
