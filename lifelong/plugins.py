@@ -27,8 +27,8 @@ that cannot be imported, an import that raises, or a part registered under a nam
 
 Examples
 --------
->>> load_plugins(["lifelong.learn.methods.naive"])  # any importable module
-['lifelong.learn.methods.naive']
+>>> "lifelong.learn.methods.naive" in load_plugins(["lifelong.learn.methods.naive"])  # any importable module
+True
 >>> load_plugins(["no_such_plugin_module"])
 Traceback (most recent call last):
 ...
