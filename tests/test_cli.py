@@ -196,3 +196,20 @@ def test_user_errors_of_the_split_commands_exit_2_with_one_line(tmp_path):
         assert proc.returncode == 2, (args, proc.stderr)
         assert expected in proc.stderr and "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_list_shows_a_plugin_learner_found_through_its_entry_point(tmp_path):
+    # a distribution on PYTHONPATH (a dist-info directory beside its module) with a lifelong.plugins entry point
+    site = tmp_path / "site"
+    (site / "tinyplug-0.1.dist-info").mkdir(parents=True)
+    (site / "tinyplug-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: tinyplug\nVersion: 0.1\n")
+    (site / "tinyplug-0.1.dist-info" / "entry_points.txt").write_text("[lifelong.plugins]\ntinyplug = tinyplug\n")
+    (site / "tinyplug.py").write_text(
+        "from lifelong.learn.methods import LEARNERS\nfrom lifelong.plugins import register_learner\n\n\n"
+        "class Tiny(LEARNERS['naive']):\n    name = 'tiny_plugin_learner'\n    description = 'a plugin learner'\n\n\n"
+        "register_learner(Tiny)\n")
+    env = cli_env()
+    env["PYTHONPATH"] = f"{site}:{env['PYTHONPATH']}"
+    proc = subprocess.run(cli("list"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "tiny_plugin_learner" in proc.stdout and "a plugin learner" in proc.stdout
