@@ -9,7 +9,9 @@ Timed, in a fresh Python process each repeat (so imports of matplotlib and lifel
 a user typing the command):
 
 - ``html``: :func:`lifelong.report.html_report` for each of the 4 runs (reads ``metrics.json`` and
-  the log, draws the heatmap and the curves, writes ``report.html`` and the PNGs);
+  the log through :func:`lifelong.log.read_log` without its ``train`` records, computes the
+  curves with :func:`lifelong.evaluate.curves.accuracy_curves`, draws the heatmap and the curves,
+  writes ``report.html`` and the PNGs);
 - ``compare``: :func:`lifelong.report.compare_runs` over the 4 runs (tables, scatter, overlay);
 - ``total``: both, plus the imports; this is the number measured against the goal;
 - ``rebuild_metrics`` (reported separately): :func:`lifelong.experiments.run.write_outputs` for each run,
