@@ -17,6 +17,8 @@ from lifelong.experiments.sweep.summary import write_summary
 
 @dataclass
 class SweepResult:
+    """What :func:`run_sweep` did: the runs skipped (already done), done and failed, and the summary."""
+
     sweep_dir: Path
     n_runs: int
     skipped: list[str]
@@ -27,6 +29,13 @@ class SweepResult:
 
 
 def resolve_options(plan: SweepPlan, backend: str | None, cpus_per_run: int | None, threads: int | None) -> dict[str, Any]:
+    """The execution options: the command's flags over the file's ``[sweep]`` table over the defaults.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown backend or strategy, or a count below 1.
+    """
     opts = {"backend": "ray", "cpus_per_run": 1, "strategy": "default", **plan.options}
     if backend is not None:
         opts["backend"] = backend
