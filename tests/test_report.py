@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 import re
 
 import pytest
@@ -14,7 +13,6 @@ import pytest
 from lifelong.cli import main
 from lifelong.experiments.config import from_dict
 from lifelong.errors import DataError
-from lifelong.log import Record
 from lifelong.evaluate.curves import accuracy_curves
 from lifelong.report import best_runs, compare, compare_runs, html_report, load_run
 from lifelong.experiments.run import execute
@@ -94,22 +92,6 @@ def test_l2m_lifetime_report_marks_sleep_blocks(runs, tmp_path):
     assert len(curves.sleep_spans) == 4 and all(a < b for a, b in curves.sleep_spans)
     page = html_report(runs["l2m"], out_dir=tmp_path, view=view).read_text()
     assert "shaded spans sleep blocks" in page and "scenario type dispersed" in page
-
-
-def test_curves_use_periodic_evaluations_and_collect_drift_events():
-    recs = [Record("meta", extra={"chunk_tasks": ["a_0", "b_0"], "eval_tasks": ["a_0", "b_0"]})]
-    recs += [Record("eval", chunk=-1, task=t, step=0, n=10, n_correct=1, boundary=True) for t in (0, 1)]
-    recs += [Record("eval", chunk=0, task=t, step=5, n=10, n_correct=k, boundary=False) for t, k in ((0, 6), (1, 0))]
-    recs += [Record("eval", chunk=0, task=t, step=10, n=10, n_correct=k, boundary=True) for t, k in ((0, 9), (1, 0))]
-    recs += [Record("chunk_end", chunk=0, step=10), Record("drift", step=14)]
-    recs += [Record("eval", chunk=1, task=t, step=20, n=10, n_correct=k, boundary=True) for t, k in ((0, 5), (1, 8))]
-    recs += [Record("chunk_end", chunk=1, step=20)]
-    c = accuracy_curves(recs)
-    assert c.steps.tolist() == [0, 5, 10, 20] and c.periodic
-    assert c.mean[:, 0].tolist() == pytest.approx([0.1, 0.6, 0.9, 0.5])
-    assert c.boundaries == [10] and c.drifts == [14]
-    # seen so far: nothing at step 0, task a during/after chunk 0, both after chunk 1
-    assert math.isnan(c.seen_mean[0]) and c.seen_mean[1:].tolist() == pytest.approx([0.6, 0.9, 0.65])
 
 
 def test_best_value_per_metric_respects_its_direction():
