@@ -121,7 +121,7 @@ class DriftExperts(Learner):
 
     # -- construction helpers -------------------------------------------------------------------
     def _new_selector(self, in_dim: int) -> nn.Linear:
-        sel = nn.Linear(in_dim, self.max_experts)
+        sel = nn.utils.skip_init(nn.Linear, in_dim, self.max_experts)  # drawn from g below, not the global RNG
         g = torch.Generator().manual_seed(derive_seed(self.seed, "selector"))
         with torch.no_grad():
             bound = 1 / math.sqrt(in_dim)
