@@ -75,13 +75,6 @@ def check_hyperparameters(name: str, hparams: dict, *, where: str | None = None)
     return check_options(known, hparams, where=where or f"learner {name!r}:")
 
 
-def check_learner(name: str, hparams: dict) -> type[Learner]:
-    """The registered class for ``name``; unknown names, unknown hyper-parameters and values of
-    the wrong type raise :class:`ConfigError`."""
-    check_hyperparameters(name, hparams)
-    return LEARNERS[name]
-
-
 def make_learner(name: str, model: nn.Module, **hparams: object) -> Learner:
     """Build a registered learner; unknown names or hyper-parameters, and values of the wrong type,
     raise :class:`ConfigError` (ints given for float hyper-parameters are converted)."""
@@ -89,5 +82,5 @@ def make_learner(name: str, model: nn.Module, **hparams: object) -> Learner:
     return LEARNERS[name](model, **hparams)
 
 
-__all__ = ["LEARNERS", "Learner", "LearnerProtocol", "StepStats", "derive_seed", "check_hyperparameters", "check_learner", "hyperparameter_types",
+__all__ = ["LEARNERS", "Learner", "LearnerProtocol", "StepStats", "derive_seed", "check_hyperparameters", "hyperparameter_types",
            "hyperparameters", "make_learner"]
