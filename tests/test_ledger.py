@@ -21,11 +21,12 @@ def test_fast_tier_entry_stays_in_its_band(entry):
 
 
 def test_every_learner_has_a_ledger_entry_in_each_tier():
-    from lifelong.learn.methods import LEARNERS
+    from lifelong.learn.methods import builtin_learners
 
+    shipped = set(builtin_learners())  # a plugin registered in this process needs no rows here
     for tier in ("fast", "full"):
         covered = {e.learner["name"] for s in find_suites(LEDGER, tier) for e in s.entries}
-        assert covered >= set(LEARNERS), f"{tier} tier lacks {sorted(set(LEARNERS) - covered)}"
+        assert covered >= shipped, f"{tier} tier lacks {sorted(shipped - covered)}"
 
 
 def test_full_tier_covers_the_required_settings():

@@ -31,6 +31,11 @@ def _register_methods() -> None:
 _register_methods()
 
 
+def builtin_learners() -> dict[str, type[Learner]]:
+    """The learners shipped in this package, without those that plugins registered in this process."""
+    return {name: cls for name, cls in LEARNERS.items() if cls.__module__.startswith(__name__ + ".")}
+
+
 def _inits(cls: type[Learner]) -> list[type]:
     """The classes of ``cls``'s MRO that define their own ``__init__``, the base first."""
     return [k for k in reversed(cls.__mro__) if "__init__" in vars(k) and issubclass(k, Learner)]
@@ -82,5 +87,5 @@ def make_learner(name: str, model: nn.Module, **hparams: object) -> Learner:
     return LEARNERS[name](model, **hparams)
 
 
-__all__ = ["LEARNERS", "Learner", "LearnerProtocol", "StepStats", "derive_seed", "check_hyperparameters", "hyperparameter_types",
+__all__ = ["LEARNERS", "Learner", "LearnerProtocol", "StepStats", "builtin_learners", "derive_seed", "check_hyperparameters", "hyperparameter_types",
            "hyperparameters", "make_learner"]
