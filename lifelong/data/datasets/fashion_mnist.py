@@ -5,7 +5,8 @@ The four IDX files are looked for, in this order, in
 1. ``data_dir`` and ``data_dir/fashion-mnist``;
 2. ``$LIFELONG_DATA`` and ``$LIFELONG_DATA/fashion-mnist``;
 3. :data:`SYSTEM_DIR` (``/usr/share/datasets/fashion-mnist``, from the Debian package
-   ``dataset-fashion-mnist``);
+   ``dataset-fashion-mnist``), unless ``$LIFELONG_NO_SYSTEM_DATA`` is set to a non-empty value
+   other than ``0`` (how the test suite plays a fresh machine);
 4. the download cache, ``$LIFELONG_CACHE/fashion-mnist`` (default ``~/.cache/lifelong``).
 
 The first directory that holds all four files wins. With ``download=True`` and no copy found,
@@ -45,6 +46,8 @@ SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 # The official files, served over HTTPS from the project's repository.
 URL = "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"
 URL_ENV = "LIFELONG_FASHION_MNIST_URL"
+#: Set (non-empty, not "0") to ignore :data:`SYSTEM_DIR`, as on a machine without the package.
+NO_SYSTEM_ENV = "LIFELONG_NO_SYSTEM_DATA"
 # SHA-256 of the official gzip files (their published MD5s are 8d4fb7e6..., 25c81989...,
 # bef4ecab..., bb300cfd...). Debian's dataset-fashion-mnist re-compresses the files, so its .gz
 # bytes differ while the decompressed IDX content is the same.
@@ -75,7 +78,7 @@ def search_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     return [
         *with_subdirs(as_path(data_dir), [SUBDIR]),
         *with_subdirs(data_root(), [SUBDIR]),
-        SYSTEM_DIR,
+        *([] if os.environ.get(NO_SYSTEM_ENV, "") not in ("", "0") else [SYSTEM_DIR]),
         cache_root() / SUBDIR,
     ]
 
