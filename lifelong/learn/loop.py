@@ -101,15 +101,40 @@ def _evaluate_all(learner: LearnerProtocol, stream: Stream, cfg: LoopConfig, *, 
                      loss_sum=loss_sum, boundary=boundary)
 
 
+#: Scenarios whose builder takes ``task_free`` (and can announce its boundaries with ``task_free = false``).
+_TASK_FREE_OPTIONAL = ("blurry", "concept_drift", "river_drift")
+
+
+def check_boundaries(stream: Stream, learner: LearnerProtocol) -> None:
+    """Refuse a learner that needs chunk boundaries (``needs_boundaries``) on a task-free stream,
+    where ``end_chunk`` is never called and it would silently run as fine-tuning."""
+    if not (stream.task_free and getattr(learner, "needs_boundaries", False)):
+        return
+    name = getattr(learner, "name", type(learner).__name__)
+    fix = (f"set task_free = false in [scenario] (the {stream.name!r} scenario offers it)"
+           if stream.name in _TASK_FREE_OPTIONAL else
+           f"use a scenario with boundaries (class_incremental, task_incremental, domain_incremental), or one "
+           f"that offers task_free = false in [scenario] ({', '.join(_TASK_FREE_OPTIONAL)})")
+    raise ConfigError(
+        f"learner {name!r} needs chunk boundaries (its end_chunk does the method's work), but scenario "
+        f"{stream.name!r} is task-free: end_chunk would never be called and {name!r} would run as plain "
+        f"fine-tuning. Fix: {fix}; or pick a task-free learner such as er, der, derpp, er_ace or cls_er."
+    )
+
+
 def iter_run(
     stream: Stream, learner: LearnerProtocol, cfg: LoopConfig, *, seed: int,
     start_chunk: int = 0, start_step: int = 0, meta: dict | None = None,
 ) -> Iterator[Record]:
     """Run ``learner`` over ``stream`` and yield its records.
 
+    Raises :class:`~lifelong.errors.ConfigError` before any record when the learner needs chunk
+    boundaries and the stream is task-free (:func:`check_boundaries`).
+
     ``start_chunk``/``start_step`` continue a run whose state was restored from a checkpoint taken
     after chunk ``start_chunk - 1``; the records then continue exactly as in an uninterrupted run.
     """
+    check_boundaries(stream, learner)
     chunks = training_view(stream, learner.data_view)
     sleeping = set(stream.info.get("sleep_chunks", ())) if learner.data_view == "stream" else set()
     step = start_step
