@@ -635,9 +635,11 @@ def stability_gap(
     before chunk ``i`` began. The minimum runs over every evaluation of task ``j`` during chunk
     ``i``. Those are the periodic ``eval`` records with ``boundary=False`` and ``chunk=i`` (records
     at the same step are summed), plus the boundary evaluation that closes chunk ``i``
-    (``R[i, j]``). With no periodic evaluations, the gap reduces to the one-chunk drop
-    ``R[i-1, j] - R[i, j]``. The gap is signed. It is negative only if every evaluation during chunk
-    ``i`` beat ``R[i-1, j]``.
+    (``R[i, j]``). A pair ``(i, j)`` counts only where chunk ``i`` holds at least one periodic
+    evaluation of task ``j``: without them (``train.eval_every = 0``, or a chunk shorter than
+    ``eval_every`` batches) the drop right after the boundary is not observed, and the one-chunk
+    drop ``R[i-1, j] - R[i, j]`` would only repeat what forgetting and BWT already measure. The gap
+    is signed. It is negative only if every evaluation during chunk ``i`` beat ``R[i-1, j]``.
 
     Parameters
     ----------
@@ -650,7 +652,7 @@ def stability_gap(
     -------
     mean_gap : float
         The mean of ``gap[i, j]`` over the pairs where it is defined. NaN if there are none: a
-        single chunk, or missing evaluations.
+        single chunk, no periodic evaluations, or missing boundary evaluations.
     gaps : dict of (int, int) to float
         ``gap[i, j]`` keyed by ``(chunk i, task j)``. NaN where ``R[i-1, j]`` is missing.
 
@@ -679,10 +681,10 @@ def stability_gap(
     for i in range(1, T):
         for j in range(min(i, n_eval)):
             during = [c / n for n, c in inner.get((i, j), {}).values() if n > 0]
+            if not during:  # no periodic evaluation of task j in chunk i: the gap is not observed
+                continue
             if not math.isnan(R[i, j]):
                 during.append(float(R[i, j]))
-            if not during:
-                continue
             gaps[(i, j)] = float(R[i - 1, j] - min(during))
     defined = [g for g in gaps.values() if not math.isnan(g)]
     return (float(np.mean(defined)) if defined else NAN), gaps

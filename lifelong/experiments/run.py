@@ -26,11 +26,13 @@ import torch
 from lifelong.data import Dataset
 from lifelong.data.scenarios import Stream
 from lifelong.errors import CheckpointError, ConfigError
-from lifelong.evaluate import accuracy_matrix, classic_metrics, seeds, summarize
+from lifelong.evaluate import accuracy_matrix, classic_metrics, seeds, stability_gap, summarize
 from lifelong.evaluate.lifetimes import STE_DIR, l2m_section
 from lifelong.experiments.config import RunConfig, load_config
 from lifelong.experiments.experts import run_experts
+from lifelong.experiments.protocol import resolve_protocol
 from lifelong.experiments.runner import build_run, load_data, loop_config, torch_threads
+from lifelong.experiments.protocol import resolve_protocol
 from lifelong.experiments.runner import iter_seed as run_records
 from lifelong.learn.methods import LEARNERS
 from lifelong.log import Record, RunLog, read_log
@@ -117,6 +119,7 @@ def _execute(cfg: RunConfig, run_dir: Path, *, resume: bool, on_progress: Callab
              reference: str | Path | None) -> dict[str, Any]:
     log_path = run_dir / "log.jsonl"
     ds = load_data(cfg)
+    cfg = resolve_protocol(cfg, ds)  # the protocol goes into config.toml: a rerun from it does the same
     # Build the first seed's stream, model and learner before anything is written (the config was
     # checked against the signatures already; this catches what only the builders can see, e.g.
     # a split the dataset cannot make), so a bad request leaves no half-made run directory behind.
@@ -170,6 +173,8 @@ def write_outputs(run_dir: str | Path, *, reference: str | Path | None = None, w
         ref_records = read_log(Path(reference) / "log.jsonl")
         ref_matrix = accuracy_matrix(ref_records, seeds(ref_records)[0])
     per_seed = {s: classic_metrics(records, s, reference=ref_matrix) for s in seeds(records)}
+    for s, m in per_seed.items():  # NaN without periodic (train.eval_every) evaluations
+        m["stability_gap"] = stability_gap(records, s)[0]
     metrics = {
         "per_seed": {str(s): m for s, m in per_seed.items()},
         "summary": {k: list(v) for k, v in summarize(list(per_seed.values())).items()},

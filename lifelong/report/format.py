@@ -19,6 +19,7 @@ METRIC_LABELS = {
     "online_accuracy": "Online accuracy (prequential, on each incoming batch)",
     "near_future_accuracy": "Near-future online accuracy (Hammoud et al. 2023)",
     "intransigence": "Intransigence (vs. reference)",
+    "stability_gap": "Stability gap (De Lange et al. 2023; drop below the boundary value within the next chunk)",
 }
 #: What a value means, shown beside the classic metrics.
 METRIC_HINTS = {

@@ -17,7 +17,8 @@ import numpy as np
 from lifelong.evaluate.curves import accuracy_curves, mean_matrix
 from lifelong.report.format import L2M_HINTS, L2M_LABELS, METRIC_HINTS, METRIC_LABELS, NOT_METRICS, fmt, num
 from lifelong.report.plots import Plot, curves_plot, heatmap_plot
-from lifelong.report.view import RunView, load_run
+from lifelong.report.markdown import stability_gap_note
+from lifelong.report.view import RunView, fmt_interval, learned, load_run, mean_interval
 
 #: The stylesheet of every page (report and comparison).
 CSS = """
@@ -54,15 +55,20 @@ def _metric_rows(summary: dict[str, Any], per_seed: dict[str, dict[str, Any]], l
     rows = []
     for k in keys:
         mean, std = summary[k]
-        seeds = "".join(f'<td class="num">{fmt(num(m.get(k)))}</td>' for m in per_seed.values()) if n_seeds > 1 else ""
-        rows.append(f"<tr><td>{html.escape(labels.get(k, k))}</td><td class=\"num\">{fmt(num(mean), num(std), n_seeds=n_seeds)}</td>"
-                    f"{seeds}<td class=\"hint\">{html.escape(hints.get(k, ''))}</td></tr>")
+        if n_seeds > 1:  # mean ± 95% t-interval half-width, the std, then each seed
+            half = mean_interval([num(m.get(k)) for m in per_seed.values()])[1]
+            value = (f'<td class="num">{fmt_interval(num(mean), half)}</td><td class="num">{fmt(num(std))}</td>'
+                     + "".join(f'<td class="num">{fmt(num(m.get(k)))}</td>' for m in per_seed.values()))
+        else:
+            value = f'<td class="num">{fmt(num(mean))}</td>'
+        rows.append(f"<tr><td>{html.escape(labels.get(k, k))}</td>{value}"
+                    f"<td class=\"hint\">{html.escape(hints.get(k, ''))}</td></tr>")
     return rows
 
 
 def _metric_table_html(title_col: str, summary: dict[str, Any], per_seed: dict[str, dict[str, Any]],
                        labels: dict[str, str], hints: dict[str, str], n_seeds: int, table_id: str) -> str:
-    value = "mean ± std" if n_seeds > 1 else "value"
+    value = "mean ± 95% CI</th><th>std" if n_seeds > 1 else "value"
     seed_heads = "".join(f"<th>seed {html.escape(s)}</th>" for s in per_seed) if n_seeds > 1 else ""
     head = f"<tr><th>{title_col}</th><th>{value}</th>{seed_heads}<th>what it means</th></tr>"
     body = _metric_rows(summary, per_seed, labels, hints, n_seeds)
@@ -78,7 +84,10 @@ def glance(view: RunView) -> str:
     parts = [f"<b>{html.escape(view.learner)}</b>"]
     if not math.isnan(acc):
         parts.append(f"ends with accuracy {fmt(acc, num(s['acc'][1]), n_seeds=n)} on all tasks")
-    if not math.isnan(forget):
+    la_note = learned(view)
+    if la_note is not None:
+        parts.append(la_note)
+    elif not math.isnan(forget):
         verdict = ("forgets most of what it learned" if forget > 0.5 else
                    "forgets some of what it learned" if forget > 0.2 else "keeps most of what it learned")
         parts.append(f"forgetting {fmt(forget, num(s['forgetting'][1]), n_seeds=n)}: it {verdict}")
@@ -133,18 +142,21 @@ def html_report(run_dir: str | Path, *, out_dir: str | Path | None = None, view:
         f'<p class="sub">{len(meta.get("chunk_tasks") or [])} chunks, {len(curves.task_names)} evaluation sets, '
         f"seeds {html.escape(', '.join(m.get('per_seed', {})))}</p>",
         f'<p class="glance">{glance(view)}</p>',
-        "<h2>Classic metrics" + html.escape(f" (mean ± std over {n_seeds} seeds)" if n_seeds > 1 else "") + "</h2>",
+        "<h2>Classic metrics" + html.escape(f" (mean ± 95% t-interval over {n_seeds} seeds)" if n_seeds > 1 else "") + "</h2>",
         _metric_table_html("metric", m.get("summary", {}), m.get("per_seed", {}), METRIC_LABELS, METRIC_HINTS,
                            n_seeds, "classic-metrics"),
         '<p class="note">Metrics that read the diagonal of the accuracy matrix (BWT, forgetting, learning accuracy) '
         "are n/a when chunks and evaluation sets do not pair up one to one, as in L2M lifetimes with recurring tasks; "
         "read the L2M table there.</p>",
     ]
+    gap_note = stability_gap_note(view.records, m.get("summary", {}))
+    if gap_note:
+        body.append(f'<p class="note">{html.escape(gap_note)}</p>')
     if m.get("l2m"):
         l2m = m["l2m"]
         ste = ", ".join(l2m.get("ste_tasks") or []) or "none (relative performance and sample efficiency are n/a)"
         body += [
-            "<h2>L2M metrics" + html.escape(f" (mean ± std over {n_seeds} seeds)" if n_seeds > 1 else "") + "</h2>",
+            "<h2>L2M metrics" + html.escape(f" (mean ± 95% t-interval over {n_seeds} seeds)" if n_seeds > 1 else "") + "</h2>",
             _metric_table_html("L2M metric", l2m.get("summary", {}), l2m.get("per_seed", {}), L2M_LABELS, L2M_HINTS,
                                n_seeds, "l2m-metrics"),
             f'<p class="note">Computed as l2metrics 3.1.0 does (smoothing, per-task normalisation to 1-101); '

@@ -13,7 +13,8 @@ import numpy as np
 
 from lifelong.evaluate.curves import mean_matrix
 from lifelong.log import Record
-from lifelong.report.format import L2M_HINTS, L2M_LABELS, METRIC_LABELS, fmt
+from lifelong.report.format import L2M_HINTS, L2M_LABELS, METRIC_LABELS, fmt, num
+from lifelong.report.view import fmt_interval, mean_interval
 
 
 def matrix_table(matrix: np.ndarray | list, eval_names: list[str] | None = None) -> str:
@@ -26,24 +27,51 @@ def matrix_table(matrix: np.ndarray | list, eval_names: list[str] | None = None)
     return "\n".join(lines)
 
 
-def metric_table(summary: dict[str, Any], n_seeds: int) -> str:
-    """The classic metrics as a Markdown table (mean ± std over seeds)."""
-    lines = ["| metric | value |", "|---|---|"]
+def _value_cell(pair: Any, seed_values: list[float], n_seeds: int) -> str:
+    """``mean ± 95% half-width`` (from the per-seed values) and the std, or the single value."""
+    mean, std = (num(pair[0]), num(pair[1])) if isinstance(pair, (list, tuple)) and len(pair) == 2 else (math.nan, math.nan)
+    if n_seeds <= 1:
+        return fmt(mean)
+    _, half, _ = mean_interval(seed_values)
+    return f"{fmt_interval(mean, half)} | {fmt(std)}"
+
+
+def metric_table(summary: dict[str, Any], n_seeds: int, per_seed: dict[str, dict[str, Any]] | None = None) -> str:
+    """The classic metrics as a Markdown table: mean ± 95% t-interval half-width and std over seeds."""
+    per_seed = per_seed or {}
+    multi = n_seeds > 1
+    lines = ["| metric | mean ± 95% CI | std |" if multi else "| metric | value |", "|---|---|---|" if multi else "|---|---|"]
     for key, label in METRIC_LABELS.items():
         if key in summary:
-            mean, std = summary[key]
-            lines.append(f"| {label} | {fmt(mean, std, n_seeds=n_seeds)} |")
+            vals = [num(m.get(key)) for m in per_seed.values()]
+            lines.append(f"| {label} | {_value_cell(summary[key], vals, n_seeds)} |")
     return "\n".join(lines)
 
 
 def l2m_table(l2m: dict[str, Any], n_seeds: int) -> str:
-    """The L2M lifetime metrics as a Markdown table (mean ± std over seeds)."""
-    lines = ["| L2M metric | value | meaning |", "|---|---|---|"]
+    """The L2M lifetime metrics as a Markdown table: mean ± 95% t-interval half-width and std over seeds."""
+    multi = n_seeds > 1
+    lines = ["| L2M metric | mean ± 95% CI | std | meaning |" if multi else "| L2M metric | value | meaning |",
+             "|---|---|---|---|" if multi else "|---|---|---|"]
+    per_seed = l2m.get("per_seed") or {}
     for key, label in L2M_LABELS.items():
         if key in l2m.get("summary", {}):
-            mean, std = l2m["summary"][key]
-            lines.append(f"| {label} | {fmt(mean, std, n_seeds=n_seeds)} | {L2M_HINTS[key]} |")
+            vals = [num(m.get(key)) for m in per_seed.values()]
+            lines.append(f"| {label} | {_value_cell(l2m['summary'][key], vals, n_seeds)} | {L2M_HINTS[key]} |")
     return "\n".join(lines)
+
+
+def stability_gap_note(records: list[Record], summary: dict[str, Any]) -> str | None:
+    """Why the stability gap is n/a, or None when it has a value (or is not in the metrics)."""
+    pair = summary.get("stability_gap")
+    if not isinstance(pair, (list, tuple)) or not math.isnan(num(pair[0])):
+        return None
+    periodic = any(r.kind == "eval" and r.boundary is not True and r.chunk is not None and r.chunk >= 0 for r in records)
+    if not periodic:
+        return ("The stability gap is n/a: the run has no periodic evaluations, so the drop right after a chunk "
+                "boundary was never observed. Set `train.eval_every` (evaluate every N batches) to measure it.")
+    return ("The stability gap is n/a: no chunk after the first holds a periodic evaluation of an older task "
+            "(a single chunk, or chunks shorter than `train.eval_every` batches).")
 
 
 def markdown_report(run_dir: str | Path, records: list[Record], metrics: dict[str, Any]) -> str:
@@ -71,11 +99,14 @@ def markdown_report(run_dir: str | Path, records: list[Record], metrics: dict[st
         f"{meta.get('n_chunks', '?')} chunks, classes per chunk {meta.get('chunk_classes', '?')}",
         f"- seeds: {seeds}",
         "",
-        "## Metrics" + (f" (mean ± std over {n_seeds} seeds)" if n_seeds > 1 else ""),
+        "## Metrics" + (f" (mean ± 95% t-interval half-width, and std, over {n_seeds} seeds)" if n_seeds > 1 else ""),
         "",
-        metric_table(metrics["summary"], n_seeds),
+        metric_table(metrics["summary"], n_seeds, metrics["per_seed"]),
         "",
     ]
+    note = stability_gap_note(records, metrics["summary"])
+    if note:
+        out += [note, ""]
     if metrics.get("l2m"):
         out += ["## L2M metrics (l2metrics-compatible, normalised per task)", "", l2m_table(metrics["l2m"], n_seeds), ""]
     out += [
