@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lifelong.data import Dataset
 from lifelong.data.scenarios import blurry, class_incremental, online
 from lifelong.errors import ConfigError
 from lifelong.learn.loop import LoopConfig, iter_run
@@ -24,8 +25,8 @@ def build(name, stream, seed=0, **hp):
 
 # -- 1. boundary learners on task-free streams ----------------------------------------------------
 def test_the_boundary_learners_are_the_penalty_and_distillation_methods():
-    assert {"ewc", "si", "lwf", "mas", "icarl", "l2", "powerlaw"} <= set(BOUNDARY)
-    assert not {"er", "der", "derpp", "er_ace", "cls_er", "gdumb", "naive"} & set(BOUNDARY)
+    assert {"ewc", "si", "lwf", "mas", "icarl", "l2", "agem", "powerlaw"} <= set(BOUNDARY)
+    assert not {"er", "der", "derpp", "er_ace", "cls_er", "agem_r", "gdumb", "naive"} & set(BOUNDARY)
 
 
 @pytest.mark.parametrize("name", BOUNDARY)
@@ -48,7 +49,7 @@ def test_the_refusal_on_blurry_names_its_task_free_switch(tiny):
     assert records[-1].kind == "chunk_end"
 
 
-@pytest.mark.parametrize("name", ["er", "der", "derpp", "er_ace", "cls_er"])
+@pytest.mark.parametrize("name", ["er", "der", "derpp", "er_ace", "cls_er", "agem_r"])
 def test_a_task_free_learner_runs_on_an_online_stream(tiny, name):
     stream = online(tiny, n_chunks=3)
     hp = {"segment": 5} if name == "powerlaw" else {}
@@ -57,3 +58,58 @@ def test_a_task_free_learner_runs_on_an_online_stream(tiny, name):
     assert sum(r.kind == "chunk_end" for r in records) == 3
     final = [r for r in records if r.kind == "eval" and r.chunk == 2]
     assert sum(r.n_correct for r in final) > 0
+
+
+# -- 2. A-GEM (past chunks only) and A-GEM-R -----------------------------------------------------
+def flat_params(learner):
+    return torch.cat([p.detach().reshape(-1) for p in learner.model.parameters()])
+
+
+def run_chunk(learner, stream, index, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for b in stream.chunks[index].batches(10, g):
+        learner.observe(b)
+
+
+def noise_stream(n_chunks=1):
+    """Random inputs, balanced labels: hard enough that gradients of different batches conflict."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(240, 12, generator=g), torch.arange(6).repeat(40)
+    return class_incremental(Dataset("noise", x, y, x[:60], y[:60]), n_chunks=n_chunks)
+
+
+def test_agem_is_plain_sgd_in_the_first_chunk_and_agem_r_projects():
+    stream = noise_stream()
+    agem, naive, agem_r = (build(n, stream, lr=0.5) for n in ("agem", "naive", "agem_r"))
+    for learner in (agem, naive, agem_r):
+        run_chunk(learner, stream, 0)
+    # chunk 0 is kept apart: no reference gradient, no projection, the same weights as naive
+    assert len(agem.memory) == 0 and len(agem.pending) > 0
+    assert agem.n_reference == agem.n_projected == 0
+    assert torch.allclose(flat_params(agem), flat_params(naive), atol=1e-6)
+    # A-GEM-R's reference memory takes the chunk as it streams: it projects within chunk 0
+    assert agem_r.n_reference > 0 and agem_r.n_projected > 0
+    assert not torch.allclose(flat_params(agem_r), flat_params(naive), atol=1e-4)
+
+
+def test_agem_memory_never_holds_the_current_chunk(tiny):
+    stream = class_incremental(tiny, n_chunks=3)
+    learner = build("agem", stream, lr=0.1, mem_size=30)
+    for i in range(3):
+        run_chunk(learner, stream, i)
+        stored = set(learner.memory.y[: len(learner.memory)].tolist())
+        assert not stored & set(stream.chunks[i].classes), f"chunk {i}'s classes are in the reference memory"
+        assert stored == set(c for k in range(i) for c in stream.chunks[k].classes)
+        learner.end_chunk()
+    stored = set(learner.memory.y[: len(learner.memory)].tolist())
+    assert stored == set(range(6))  # after the last boundary every chunk has joined
+
+
+def test_agem_projects_after_the_first_boundary(tiny):
+    stream = class_incremental(tiny, n_chunks=3)
+    agem, naive = build("agem", stream, lr=0.5), build("naive", stream, lr=0.5)
+    for learner in (agem, naive):
+        run_chunk(learner, stream, 0)
+        learner.end_chunk()
+        run_chunk(learner, stream, 1)
+    assert not torch.allclose(flat_params(agem), flat_params(naive), atol=1e-4)

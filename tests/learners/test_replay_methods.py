@@ -55,7 +55,8 @@ def test_agem_projection_removes_the_conflict_and_keeps_agreeing_gradients():
 
 def test_agem_steps_along_the_projected_gradient(tiny):
     learner = AGEM(net(), mem_size=50, ref_batch=16, lr=0.5, seed=0)
-    learner.observe(batch_of(tiny, [0, 1], n=40))  # memory: classes 0 and 1
+    learner.observe(batch_of(tiny, [0, 1], n=40))
+    learner.end_chunk()  # memory: classes 0 and 1 (a past chunk)
     new = batch_of(tiny, [4, 5], n=8)
     # Recompute g and g_ref by hand on the replay batch the learner will draw.
     twin = copy.deepcopy(learner.model)

@@ -1,4 +1,4 @@
-"""Averaged gradient episodic memory (A-GEM).
+"""Averaged gradient episodic memory (A-GEM), and its A-GEM-R variant.
 
 Paper: Chaudhry, Ranzato, Rohrbach, Elhoseiny, "Efficient Lifelong Learning with A-GEM", ICLR 2019.
 
@@ -9,16 +9,27 @@ so ``g`` is projected onto the half-space where it does not:
 ``g ← g − (g·g_ref)/(g_ref·g_ref)·g_ref``. The SGD step uses that ``g``; the memory loss never
 enters the update directly, it only constrains its direction (unlike ER).
 
-Settings: class-, task- and domain-incremental, online/task-free (with the reservoir memory it
-needs no boundaries).
+``agem`` is the paper's method: the episodic memory holds samples of *past* chunks only. The
+current chunk's samples are kept apart (a reservoir over the chunk) and join the episodic memory at
+``end_chunk``; during the first chunk the memory is empty and the update is plain SGD. It needs
+announced boundaries (the loop refuses it on task-free streams).
+
+``agem_r`` (:class:`AGEMR`, "A-GEM-R") writes every incoming batch into the reference memory as it
+streams (a reservoir over the whole stream), so it projects from the first chunk on, against a
+reference that includes the current chunk. It needs no boundaries (online/task-free included).
+
+Settings: class-, task- and domain-incremental (``agem``); also online/task-free (``agem_r``).
 
 Deviations
 ----------
-- Memory: a reservoir buffer over the whole stream. The paper keeps an episodic memory per task,
-  with a fixed number of samples of each task, and draws the reference batch from their union.
-  Reservoir writing needs no boundaries and matches the other replay methods here.
+- Memory: the paper keeps a fixed number of slots per task. ``agem`` keeps a reservoir of at most
+  ``mem_size`` samples of the current chunk and, at each boundary, adds them to a reservoir
+  episodic memory of ``mem_size``; with chunks of at least ``mem_size`` samples every past chunk
+  holds an equal share in expectation (not exactly).
 - ``ref_batch`` defaults to 256, the authors' code's reference batch for MNIST
   (``EPS_MEM_BATCH_SIZE``); it is capped by the memory's size.
+- ``agem_r`` is not the paper's method: its reference memory includes the chunk being learned, so
+  the projection also protects the current chunk's earlier batches.
 """
 
 from __future__ import annotations
@@ -53,18 +64,28 @@ def project(g: Tensor, g_ref: Tensor) -> Tensor:
 
 
 class AGEM(Learner):
+    """The paper's A-GEM: the reference memory holds past chunks only; it fills at ``end_chunk``."""
+
     name = "agem"
-    description = "A-GEM: projects the gradient so the average memory loss does not increase"
+    description = "A-GEM: projects the gradient so the average loss on past chunks' memory does not increase"
     paper = "Chaudhry et al. 2019, Efficient Lifelong Learning with A-GEM (ICLR)"
     composable = False  # the update is a projected gradient, not a sum of terms
+    needs_boundaries = True  # the current chunk joins the episodic memory at its end
+    #: True: incoming batches go straight into the reference memory (A-GEM-R).
+    write_through = False
 
     def __init__(self, model: nn.Module, *, mem_size: int = 500, ref_batch: int = 256, **base) -> None:
         super().__init__(model, **base)
         if ref_batch < 1:
             raise ConfigError(f"agem: ref_batch must be >= 1, got {ref_batch}")
         self.mem_size, self.ref_batch = mem_size, ref_batch
-        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"))
+        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"))  # the reference memory
+        # the current chunk's samples, apart from the reference memory until the boundary (agem only)
+        self.pending = ReservoirMemory(0 if self.write_through else mem_size,
+                                       seed=derive_seed(self.seed, "memory/pending"))
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.n_reference = 0  # steps that computed g_ref (memory non-empty)
+        self.n_projected = 0  # steps whose g was projected (g·g_ref < 0)
 
     def flat_grad(self, loss: Tensor) -> Tensor:
         """The gradient of ``loss`` over every trainable parameter, flattened to (P,)."""
@@ -80,19 +101,45 @@ class AGEM(Learner):
         g = self.flat_grad(loss)  # (P,)
         if len(self.memory):
             mb = self.memory.sample(self.ref_batch, self.generator)
-            g = project(g, self.flat_grad(self.ce(self.model(mb.x), mb.y, mb.task)))
+            g_ref = self.flat_grad(self.ce(self.model(mb.x), mb.y, mb.task))
+            self.n_reference += 1
+            self.n_projected += int(torch.dot(g, g_ref) < 0)
+            g = project(g, g_ref)
         self.opt.zero_grad(set_to_none=True)
         offset = 0
         for p in self.params:  # write the (projected) flat gradient back, then a plain SGD step
             p.grad = g[offset : offset + p.numel()].view_as(p).clone()
             offset += p.numel()
         self.opt.step()
-        self.memory.add(batch)
+        (self.memory if self.write_through else self.pending).add(batch)
         self.record_seen(batch)
         return self.stats(logits, batch, loss)
 
+    def end_chunk(self) -> None:
+        """The chunk's kept samples join the episodic memory; a fresh pending buffer starts."""
+        super().end_chunk()
+        if len(self.pending):
+            self.memory.add(self.pending.all())
+        self.pending = ReservoirMemory(self.pending.capacity,
+                                       seed=derive_seed(self.seed, f"memory/pending/{self.memory.n_seen}"))
+
     def extra_state(self) -> dict:
-        return {"memory": self.memory.state_dict()}
+        return {"memory": self.memory.state_dict(), "pending": self.pending.state_dict(),
+                "n_reference": self.n_reference, "n_projected": self.n_projected}
 
     def load_extra_state(self, state: dict) -> None:
         self.memory.load_state_dict(state["memory"])
+        self.pending.load_state_dict(state["pending"])
+        self.n_reference, self.n_projected = int(state["n_reference"]), int(state["n_projected"])
+
+
+class AGEMR(AGEM):
+    """A-GEM-R: every incoming batch joins the reference memory at once (a reservoir over the stream)."""
+
+    name = "agem_r"
+    description = "A-GEM-R: A-GEM whose reference memory also takes the current chunk as it streams"
+    needs_boundaries = False
+    write_through = True
+
+    def end_chunk(self) -> None:
+        Learner.end_chunk(self)  # only the loss terms' boundary work: the memory is already written
