@@ -264,28 +264,91 @@ def load_config(path: str | Path) -> RunConfig:
     return from_dict(read_toml(path)[0])
 
 
-def override(cfg: RunConfig, **flags: Any) -> RunConfig:
-    """Apply CLI flags; ``None`` means "not given". Keys: learner, scenario, dataset, data_dir,
-    download, seeds, epochs, batch_size, lr, mem_size, n_chunks, name, eval_every."""
+def override(cfg: RunConfig, *, note: "Callable[[str], None] | None" = None, **flags: Any) -> RunConfig:
+    """Apply CLI flags; ``None`` means "not given".
+
+    Keys: learner, scenario, dataset, data (a user file: dataset ``file`` with that ``path``),
+    label and standardize (the file's options), data_dir, download, seeds, epochs, batch_size, lr,
+    mem_size, n_chunks, name, eval_every, threads.
+
+    - Names may be typed with hyphens (``class-incremental``, ``cls-er``): a name that is not
+      registered as typed but is with ``-`` read as ``_`` becomes the registered one.
+    - The same learner (scenario, dataset) as the config's keeps the config's options; a different
+      one replaces the section, and the options it drops are reported.
+    - ``mem_size`` given to a learner without a memory (naive, ewc, ...) is ignored and reported.
+
+    Reports go to ``note(message)``; without ``note`` they are issued with :func:`warnings.warn`.
+    Everything else is checked by :func:`from_dict`, before any data is read.
+
+    Examples
+    --------
+    >>> cfg = from_dict({"learner": {"name": "cls_er", "mem_size": 200}})
+    >>> override(cfg, learner="cls-er").learner["mem_size"]  # the same learner keeps its options
+    200
+    >>> override(cfg, learner="naive", mem_size=50, note=print).learner
+    --learner naive replaces cls_er: dropped its [learner] hyper-parameters mem_size
+    naive has no memory; --memory ignored
+    {'name': 'naive'}
+    """
+    import warnings
+
+    from lifelong.data.datasets import DATASETS
+    from lifelong.data.scenarios import SCENARIOS
+    from lifelong.learn.methods import LEARNERS, hyperparameters
+
+    def report(message: str) -> None:
+        if note is None:
+            warnings.warn(message, stacklevel=3)
+        else:
+            note(message)
+
     d = cfg.to_dict()
     mapping = {
-        "learner": ("learner", "name"), "scenario": ("scenario", "name"), "dataset": ("dataset", "name"),
         "data_dir": ("dataset", "data_dir"), "download": ("dataset", "download"),
+        "label": ("dataset", "label"), "standardize": ("dataset", "standardize"),
         "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
-        "eval_every": ("train", "eval_every"), "mem_size": ("learner", "mem_size"), "n_chunks": ("scenario", "n_chunks"),
+        "eval_every": ("train", "eval_every"), "n_chunks": ("scenario", "n_chunks"),
     }
-    for key, value in flags.items():
-        if value is None:
+    registries = {"learner": LEARNERS, "scenario": SCENARIOS, "dataset": DATASETS}
+    flags = {k: v for k, v in flags.items() if v is not None}
+    unknown = sorted(set(flags) - set(mapping) - set(registries) - {"data", "mem_size", "seeds", "name", "threads"})
+    if unknown:
+        raise ConfigError(f"unknown override {unknown[0]!r}")
+    if "data" in flags:
+        if flags.get("dataset", "file") != "file":
+            raise ConfigError(f"--data loads your file as dataset 'file'; drop --dataset {flags['dataset']} "
+                              "(or drop --data to use that dataset)")
+        flags["dataset"] = "file"
+
+    # names first: a new learner, scenario or dataset resets its section, then its options apply
+    for section, registry in registries.items():
+        if section not in flags:
             continue
+        value = flags[section]
+        if isinstance(value, str) and value not in registry and value.replace("-", "_") in registry:
+            value = value.replace("-", "_")
+        old = d[section]
+        if old.get("name") != value:
+            # a different learner/scenario/dataset: its options from the config no longer apply
+            dropped = [k for k in old if k != "name"]
+            if dropped:
+                what = "hyper-parameters" if section == "learner" else "options"
+                report(f"--{section} {value} replaces {old.get('name')}: dropped its [{section}] {what} "
+                       f"{', '.join(dropped)}")
+            d[section] = {"name": value}
+    if "data" in flags:
+        d["dataset"]["path"] = str(flags["data"])
+    for key, value in flags.items():
         if key in ("seeds", "name", "threads"):
             d[key] = list(value) if key == "seeds" else value
         elif key in mapping:
             section, k = mapping[key]
-            if key in ("learner", "scenario", "dataset") and d[section].get("name") != value:
-                # a different learner/scenario/dataset: its options from the config no longer apply
-                d[section] = {"name": value}
-            else:
-                d[section][k] = value
-        else:
-            raise ConfigError(f"unknown override {key!r}")
+            d[section][k] = value
+    if "mem_size" in flags:
+        learner = d["learner"].get("name")
+        cls = LEARNERS.get(learner) if isinstance(learner, str) else None
+        if cls is not None and "mem_size" not in hyperparameters(cls):
+            report(f"{learner} has no memory; --memory ignored")
+        else:  # an unknown learner is reported by from_dict
+            d["learner"]["mem_size"] = flags["mem_size"]
     return from_dict(d)
