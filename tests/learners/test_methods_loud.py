@@ -113,3 +113,66 @@ def test_agem_projects_after_the_first_boundary(tiny):
         learner.end_chunk()
         run_chunk(learner, stream, 1)
     assert not torch.allclose(flat_params(agem), flat_params(naive), atol=1e-4)
+
+
+# -- 3. power-law rehearsal ----------------------------------------------------------------------
+def powerlaw_run(tiny, exponent, seed=0):
+    stream = class_incremental(tiny, n_chunks=3)
+    learner = build("powerlaw", stream, seed=seed, exponent=exponent, mem_size=60, lr=0.1)
+    records = list(iter_run(stream, learner, LoopConfig(epochs=2, batch_size=10), seed=seed))
+    last = [r for r in records if r.kind == "eval" and r.chunk == 2 and r.boundary]
+    return learner, sum(r.n_correct for r in last) / sum(r.n for r in last)
+
+
+def test_powerlaw_probabilities_follow_the_law_of_the_ages(tiny):
+    stream = class_incremental(tiny, n_chunks=3)
+    learner = build("powerlaw", stream, exponent=2.0)
+    run_chunk(learner, stream, 0)
+    learner.end_chunk()
+    run_chunk(learner, stream, 1)
+    learner.end_chunk()
+    learner.last_met = torch.tensor([learner.t - 9, learner.t - 1, learner.t])  # ages 9, 1 (group 2 is current)
+    groups, p = learner.replay_probabilities()
+    assert groups.tolist() == [0, 1]
+    w = torch.tensor([10.0 ** -2, 2.0 ** -2], dtype=torch.float64)
+    assert torch.allclose(p, w / w.sum())
+
+
+def test_powerlaw_resets_only_the_drawn_groups_clock(tiny):
+    stream = class_incremental(tiny, n_chunks=3)
+    learner = build("powerlaw", stream, exponent=1.0)
+    for i in range(2):
+        run_chunk(learner, stream, i)
+        learner.end_chunk()
+    before, counts = learner.last_met.clone(), learner.replay_counts.clone()
+    learner.t += 5
+    mb = learner.draw_replay(10)
+    changed = (learner.last_met != before).nonzero().flatten().tolist()
+    assert len(changed) == 1 and learner.last_met[changed[0]] == learner.t
+    assert (learner.replay_counts - counts).tolist() == [int(g == changed[0]) for g in range(3)]
+    # the replay batch is that group's samples only
+    assert set(mb.y.tolist()) <= set(stream.chunks[changed[0]].classes)
+
+
+def test_the_exponent_shapes_what_is_replayed_in_a_run(tiny):
+    flat, flat_acc = powerlaw_run(tiny, 0.0)
+    steep, steep_acc = powerlaw_run(tiny, 3.0)
+    # chunk 1 can replay only group 0; in chunk 2 the law picks between groups 0 and 1. At alpha=3
+    # the group met last (1) is drawn far more often; at alpha=0 the draws are uniform.
+    n = int(flat.replay_counts.sum())
+    assert n == int(steep.replay_counts.sum()) > 0
+    assert not torch.equal(flat.replay_counts, steep.replay_counts)
+    assert steep.replay_counts[1] > flat.replay_counts[1]
+    chunk1_steps = n // 2  # both chunks with replay have the same number of steps
+    in_chunk2_flat = (flat.replay_counts[0] - chunk1_steps, flat.replay_counts[1])
+    assert abs(int(in_chunk2_flat[0]) - int(in_chunk2_flat[1])) <= chunk1_steps // 2  # roughly uniform
+    assert steep.replay_counts[1] >= 0.8 * chunk1_steps  # almost only the last group
+    assert flat_acc != steep_acc
+
+
+def test_powerlaw_with_segments_needs_no_boundaries(tiny):
+    stream = online(tiny, n_chunks=3)
+    learner = build("powerlaw", stream, segment=5)
+    assert learner.needs_boundaries is False and build("powerlaw", stream).needs_boundaries is True
+    list(iter_run(stream, learner, LoopConfig(batch_size=10), seed=0))
+    assert learner.group == learner.t // 5 and int(learner.replay_counts.sum()) > 0

@@ -8,18 +8,20 @@ rehearsal schedule over an episodic memory.
 
 Each stored sample carries the index of the chunk (``group``) it came from. At step ``t`` every
 *past* group ``c`` with stored samples has a last-met time ``τ_c``: the last step at which it was
-trained on, as incoming data or as replay. The replay batch is drawn group by group,
+trained on, as incoming data or as replay. Each step draws one group,
 
 ``P(c) ∝ (1 + t − τ_c)^(−α)``   (``α = exponent``),
 
-each replay sample from a group drawn independently from ``P`` and then uniformly among that
-group's stored samples; every group replayed at step ``t`` gets ``τ_c = t``. The loss is the
-cross-entropy on the incoming batch plus the cross-entropy on that replay batch (as in ER). The
-memory is a reservoir buffer over the whole stream.
+and the replay batch is drawn uniformly among that group's stored samples; only the drawn group's
+clock resets (``τ_c = t``), so the other groups age and the law decides which one comes back. The
+loss is the cross-entropy on the incoming batch plus the cross-entropy on that replay batch (as in
+ER). The memory is a reservoir buffer over the whole stream. ``replay_counts`` (per group) records
+how often each group was drawn.
 
 Groups are chunks: ``end_chunk`` starts a new one. In task-free streams (no boundaries) set
-``segment`` to start a new group every ``segment`` steps instead; otherwise there is only one group
-and no past to replay.
+``segment`` to start a new group every ``segment`` steps instead: then groups are segments only,
+``end_chunk`` leaves them alone and the learner needs no boundaries. With ``segment = 0`` it needs
+boundaries (the loop refuses it on task-free streams: there would be one group and no past).
 
 Settings: class-, task- and domain-incremental; online/task-free with ``segment > 0``.
 
@@ -28,6 +30,8 @@ Deviations
 - The paper shapes the *environment* (which task the learner meets); here the stream is given and
   the law shapes only what is rehearsed from memory.
 - The current group is never replayed (it is being met now); the first chunk trains without replay.
+- One group per step, not per sample: with a group per replay sample every group is drawn (and
+  its clock reset) at nearly every step, all ages stay 1 and ``α`` changes nothing.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ class PowerLaw(Learner):
     name = "powerlaw"
     description = "power-law rehearsal: replay a past chunk with P ∝ (1 + time since last met)^-α"
     paper = "after Catastrophic Interference is Mitigated in Naturalistic Power-Law Learning Environments (2024)"
-    needs_boundaries = True  # a boundary starts a new group
+    needs_boundaries = True  # a boundary starts a new group (instances with segment > 0: False)
 
     def __init__(
         self,
@@ -84,7 +88,10 @@ class PowerLaw(Learner):
         self.group = 0  # the current group (chunk) id
         self.t = 0  # steps taken
         self.last_met = torch.zeros(1, dtype=torch.int64)  # (n_groups,) τ_c
+        self.replay_counts = torch.zeros(1, dtype=torch.int64)  # (n_groups,) steps that replayed group c
         self.compose(IncomingCE(), PowerLawReplay(replay_batch=replay_batch))
+        if segment:  # groups are segments: end_chunk has no work of its own
+            self.needs_boundaries = any(t.needs_boundaries for t in self.loss_terms)
 
     def past_groups(self) -> Tensor:
         """Ids of past groups that still have samples in memory, ascending. (G,)"""
@@ -101,16 +108,14 @@ class PowerLaw(Learner):
         return groups, w / w.sum()
 
     def draw_replay(self, n: int) -> Batch:
-        """``n`` replay samples: a group per sample from ``P``, then a stored sample of that group."""
+        """``n`` replay samples of one group drawn from ``P`` (uniform among its stored samples);
+        only that group's clock resets."""
         groups, p = self.replay_probabilities()
-        drawn = groups[torch.multinomial(p, n, replacement=True, generator=self.generator)]  # (n,)
-        stored = self.memory.fields["group"][: len(self.memory)]
-        slots = torch.empty(n, dtype=torch.int64)
-        for g in drawn.unique().tolist():
-            rows = (drawn == g).nonzero().flatten()
-            members = (stored == g).nonzero().flatten()
-            slots[rows] = members[torch.randint(len(members), (len(rows),), generator=self.generator)]
-        self.last_met[drawn.unique()] = self.t
+        g = groups[torch.multinomial(p, 1, generator=self.generator)]  # (1,)
+        members = (self.memory.fields["group"][: len(self.memory)] == g).nonzero().flatten()
+        slots = members[torch.randint(len(members), (n,), generator=self.generator)]
+        self.last_met[g] = self.t
+        self.replay_counts[g] += 1
         return self.memory.get(slots)
 
     def observe(self, batch: Batch) -> StepStats:
@@ -127,15 +132,19 @@ class PowerLaw(Learner):
     def _new_group(self) -> None:
         self.group += 1
         self.last_met = torch.cat([self.last_met, torch.tensor([self.t], dtype=torch.int64)])
+        self.replay_counts = torch.cat([self.replay_counts, torch.zeros(1, dtype=torch.int64)])
 
     def end_chunk(self) -> None:
         super().end_chunk()  # the loss terms' boundary work
-        self._new_group()
+        if not self.segment:
+            self._new_group()
 
     def extra_state(self) -> dict:
-        return {"memory": self.memory.state_dict(), "group": self.group, "t": self.t, "last_met": self.last_met.clone()}
+        return {"memory": self.memory.state_dict(), "group": self.group, "t": self.t, "last_met": self.last_met.clone(),
+                "replay_counts": self.replay_counts.clone()}
 
     def load_extra_state(self, state: dict) -> None:
         self.memory.load_state_dict(state["memory"])
         self.group, self.t = int(state["group"]), int(state["t"])
         self.last_met = state["last_met"].clone()
+        self.replay_counts = state["replay_counts"].clone()
