@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from lifelong.cli.common import out_console
@@ -22,7 +23,9 @@ from lifelong.evaluate.lifetimes import export_l2logger
 from lifelong.experiments.config import load_config
 from lifelong.experiments.experts import run_experts
 from lifelong.experiments.run import write_outputs
-from lifelong.report import SHORT_LABELS, compare_runs, fmt, html_report
+from lifelong.report import SHORT_LABELS, compare_runs, html_report
+from lifelong.report.compare import table_csv, table_latex
+from lifelong.report.view import fmt_interval
 
 app = typer.Typer()
 
@@ -45,28 +48,56 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")],
         console.print(f"wrote {html_report(run_dir)} (plots: accuracy_matrix.png, accuracy_curves.png)")
 
 
+def _check_table_path(path: Path | None, what: str) -> None:
+    if path is None:
+        return
+    if path.is_dir():
+        raise ConfigError(f"--{what} {path} is a directory; pass a file name such as {path / ('compare.' + ('tex' if what == 'latex' else what))}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"--{what} {path}: the directory {path.parent} does not exist; create it or pick another path")
+
+
+def _write_table(path: Path, text: str, what: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot write --{what} {path} ({e.strerror or e}); pick a writable path") from None
+
+
 @app.command("compare")
 def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="two or more run directories")],
     out: Annotated[Path, typer.Option(help="directory for compare.html, compare.md and the plots")] = Path("compare"),
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="also write the table as CSV to this file")] = None,
+    latex_path: Annotated[Optional[Path], typer.Option("--latex", help="also write the table as a LaTeX tabular to this file")] = None,
 ) -> None:
-    """Compare runs side by side: every metric (best marked), stability vs. plasticity, curves."""
+    """Compare runs side by side: every metric (★ where the lead survives the seeds), stability vs. plasticity, curves."""
+    _check_table_path(csv_path, "csv")  # before any work, so a typo costs nothing
+    _check_table_path(latex_path, "latex")
     result = compare_runs(run_dirs, out)
-    table = Table(title="metrics (★ = best; mean ± std over seeds)")
+    table = Table(title="metrics (mean ± 95% t-interval over seeds; ★ = lead that survives the seeds)")
     table.add_column("metric")
     for label in result.labels:
         table.add_column(label, justify="right")
     for j, (section, key) in enumerate(result.columns):
         cells = []
         for i in range(len(result.labels)):
-            mean, std = result.values[i][j]
-            text = fmt(mean, std, n_seeds=result.n_seeds[i])
+            mean, half = result.values[i][j]
+            text = fmt_interval(mean, half)
             cells.append(f"[bold green]{text} ★[/]" if i in result.best[j] else text)
         table.add_row(("L2M " if section == "l2m" else "") + SHORT_LABELS.get(key, key), *cells)
     console = out_console()
+    if result.banner:
+        console.print(f"[bold yellow]{escape(result.banner)}[/]")
     console.print(table)
-    console.print(f"[bold]{result.verdict}[/]")
+    console.print(f"[bold]{escape(result.verdict)}[/]")
     console.print(f"wrote {result.html_path} and {result.md_path}")
+    if csv_path is not None:
+        _write_table(csv_path, table_csv(result), "csv")
+        console.print(f"wrote {csv_path}")
+    if latex_path is not None:
+        _write_table(latex_path, table_latex(result), "latex")
+        console.print(f"wrote {latex_path}")
 
 
 @app.command("export")

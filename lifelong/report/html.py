@@ -31,6 +31,7 @@ th{background:#f6f8fa}tr>th:first-child{white-space:nowrap}td.num{text-align:rig
 td.best{background:#dafbe1;font-weight:600}td.hint{color:#57606a;font-size:.9em}
 pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:.85em}img{max-width:100%;height:auto;display:block;margin:.5em 0}
 .scroll{overflow-x:auto}.note{color:#57606a;font-size:.9em}
+.banner{background:#fff8c5;border-left:4px solid #bf8700;padding:.6em 1em;margin:1em 0}
 """
 
 
