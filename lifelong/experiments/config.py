@@ -17,9 +17,9 @@ A run config looks like::
     kind = "mlp"
     hidden = [256, 256]
 
-    [train]
-    epochs = 1
-    batch_size = 32
+    [train]                       # optional: epochs, batch_size and lr left out come from
+    epochs = 1                    # the dataset's and the scenario's protocol
+    batch_size = 32               # (lifelong.experiments.protocol)
     lr = 0.05
     eval_every = 0
 
@@ -102,7 +102,9 @@ class RunConfig:
     dataset: dict[str, Any] = field(default_factory=lambda: {"name": "fashion_mnist"})
     scenario: dict[str, Any] = field(default_factory=lambda: {"name": "class_incremental", "n_chunks": 5})
     model: dict[str, Any] = field(default_factory=lambda: {"kind": "mlp", "hidden": [256, 256]})
-    train: dict[str, Any] = field(default_factory=lambda: {"epochs": 1, "batch_size": 32, "lr": 0.05})
+    # only what the user set: the run fills the rest from the dataset's and the scenario's protocol
+    # (lifelong.experiments.protocol) once the data is loaded, and writes it to config.toml
+    train: dict[str, Any] = field(default_factory=dict)
     learner: dict[str, Any] = field(default_factory=lambda: {"name": "naive"})
 
     @property

@@ -33,6 +33,7 @@ from lifelong.data.datasets import load_dataset
 from lifelong.data.scenarios import Stream, build_stream
 from lifelong.errors import CheckpointError
 from lifelong.experiments.config import TRAIN_TO_LEARNER, RunConfig
+from lifelong.experiments.protocol import resolve_protocol
 from lifelong.learn.loop import LoopConfig, iter_run, training_view
 from lifelong.learn.methods import LEARNERS, Learner, hyperparameters, make_learner
 from lifelong.learn.nets import build_model
@@ -132,6 +133,8 @@ def build_run(cfg: RunConfig, seed: int, ds: Dataset | None = None, *, stream: S
     if stream is None:
         ds = load_data(cfg) if ds is None else ds
         stream = make_stream(cfg, ds, seed)
+    if ds is not None:
+        cfg = resolve_protocol(cfg, ds)  # [train] keys the config left out (idempotent)
     dataset = ds.name if ds is not None else str(stream.info.get("dataset", cfg.dataset["name"]))
     learner = build_learner(cfg.learner, cfg.model, input_shape=stream.input_shape, n_classes=stream.n_classes,
                             seed=seed, train=cfg.train, task_classes=stream.task_classes)

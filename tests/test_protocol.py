@@ -1,0 +1,61 @@
+"""Protocol defaults: the [train] keys a config leaves out come from the dataset and the scenario."""
+
+import tomllib
+
+import pytest
+
+from lifelong.data.datasets import load_dataset
+from lifelong.experiments.config import from_dict
+from lifelong.experiments.protocol import MAX_EPOCHS, describe, resolve_protocol, size_protocol
+from lifelong.experiments.run import execute
+from lifelong.experiments.runner import build_run
+
+
+def _cfg(**sections):
+    return from_dict({"dataset": {"name": "digits"}, "scenario": {"name": "class_incremental", "n_chunks": 5},
+                      **sections})
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def test_small_data_gets_enough_epochs_and_large_data_one(digits):
+    cfg = resolve_protocol(_cfg(), digits)
+    assert cfg.train["epochs"] == size_protocol(len(digits.y_train))["epochs"] > 20
+    assert size_protocol(60000)["epochs"] == 1 and size_protocol(10)["epochs"] == MAX_EPOCHS
+    assert size_protocol(1000)["epochs"] > size_protocol(5000)["epochs"]
+
+
+def test_user_keys_win_and_resolution_is_idempotent(digits):
+    cfg = resolve_protocol(_cfg(train={"epochs": 3}), digits)
+    assert cfg.train["epochs"] == 3 and cfg.train["batch_size"] == 32 and cfg.train["lr"] == 0.05
+    assert resolve_protocol(cfg, digits) == cfg
+    assert "epochs 3 (your config)" in describe(_cfg(train={"epochs": 3}), digits)
+
+
+def test_declared_dataset_protocol_is_used():
+    blobs = load_dataset("blobs", n_per_class=30, n_test_per_class=5)
+    # blobs declares none: derived from its size; mnist1d declares 40 epochs (not loaded here)
+    assert resolve_protocol(_cfg(dataset={"name": "blobs"}), blobs).train["epochs"] == size_protocol(300)["epochs"]
+    from lifelong.data.datasets import DATASETS
+    assert DATASETS["mnist1d"].protocol["epochs"] == 40 and DATASETS["fashion_mnist"].protocol["epochs"] == 1
+
+
+def test_online_scenario_is_single_pass_at_batch_10_but_references_keep_their_epochs(digits):
+    online = {"name": "online", "n_chunks": 5}
+    er = resolve_protocol(_cfg(scenario=online, learner={"name": "er"}), digits)
+    assert (er.train["epochs"], er.train["batch_size"]) == (1, 10)
+    joint = resolve_protocol(_cfg(scenario=online, learner={"name": "joint"}), digits)
+    assert joint.train["epochs"] > 1 and joint.train["batch_size"] == 10
+    assert build_run(_cfg(scenario=online, learner={"name": "er"}), 0, digits).loop.batch_size == 10
+
+
+def test_run_writes_the_resolved_protocol_to_config_toml(tmp_path):
+    cfg = from_dict({"dataset": {"name": "blobs", "n_per_class": 20, "n_test_per_class": 4},
+                     "scenario": {"name": "class_incremental", "n_chunks": 2}, "model": {"hidden": [8]},
+                     "checkpoint": False})
+    execute(cfg, tmp_path / "r")
+    written = tomllib.loads((tmp_path / "r" / "config.toml").read_text())
+    assert written["train"]["epochs"] == size_protocol(200)["epochs"] and written["train"]["lr"] == 0.05
