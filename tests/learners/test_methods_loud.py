@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lifelong.data import Dataset
-from lifelong.data.scenarios import blurry, class_incremental, online
+from lifelong.data.scenarios import blurry, class_incremental, domain_incremental, online
 from lifelong.errors import ConfigError
 from lifelong.learn.loop import LoopConfig, iter_run
 from lifelong.learn.methods import builtin_learners, make_learner
@@ -176,3 +176,38 @@ def test_powerlaw_with_segments_needs_no_boundaries(tiny):
     assert learner.needs_boundaries is False and build("powerlaw", stream).needs_boundaries is True
     list(iter_run(stream, learner, LoopConfig(batch_size=10), seed=0))
     assert learner.group == learner.t // 5 and int(learner.replay_counts.sum()) > 0
+
+
+# -- 4. GDumb keeps admitting new domains --------------------------------------------------------
+def domains_held(memory, stream):
+    """For each stored sample, the chunk (domain) whose training inputs contain it."""
+    held = []
+    for x in memory.x[: len(memory)]:
+        held.append(next(i for i, c in enumerate(stream.chunks) if (c.x == x).all(1).any()))
+    return held
+
+
+def test_gdumb_memory_takes_in_the_last_domain(tiny):
+    stream = domain_incremental(tiny, n_chunks=4)
+    mem = 30
+    assert all(len(c.y) > mem for c in stream.chunks)  # the memory is smaller than one domain
+    learner = build("gdumb", stream, mem_size=mem, epochs=1)
+    for i in range(4):
+        run_chunk(learner, stream, i)
+    held = domains_held(learner.memory, stream)
+    assert len(held) == mem
+    assert held.count(3) > 0, "no sample of the last domain entered the memory"
+    assert len(set(held)) >= 3  # and the earlier domains are not all flushed out
+    counts = list(learner.memory.class_count.values())
+    assert max(counts) - min(counts) <= 1  # still class-balanced
+    assert sorted(learner.memory.y[:mem].tolist()) == sorted(
+        c for c, n in learner.memory.class_count.items() for _ in range(n))
+
+
+def test_gdumb_memory_still_balances_new_classes(tiny):
+    stream = class_incremental(tiny, n_chunks=3)
+    learner = build("gdumb", stream, mem_size=12, epochs=1)
+    for i in range(3):
+        run_chunk(learner, stream, i)
+        seen = [c for k in range(i + 1) for c in stream.chunks[k].classes]
+        assert learner.memory.class_count == {c: 12 // len(seen) for c in seen}

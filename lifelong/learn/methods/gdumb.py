@@ -4,7 +4,7 @@ Paper: Prabhu, Torr, Dokania, "GDumb: A Simple Approach that Questions Our Progr
 Learning", ECCV 2020.
 
 ``observe`` never takes a gradient step: it only offers the batch to a greedy class-balanced
-memory (:class:`~lifelong.learn.memory.ClassBalancedMemory`). Before evaluation the network is
+memory (:class:`GreedyBalancedMemory`, the paper's sampler plus a per-class reservoir, below). Before evaluation the network is
 re-initialised and trained from scratch on the memory alone. Since ``predict`` may be called at any
 time, the retraining is lazy: ``observe`` marks the learner *dirty* when the memory's contents
 changed, and ``predict`` retrains first if it is dirty. The retrained weights and the flag are part
@@ -29,6 +29,16 @@ Deviations
 - The paper reports the best test accuracy over epochs; we use the final epoch's network.
 - The run's ``lr`` and ``momentum`` are not used: retraining has its own ``retrain_*`` settings.
 - Re-initialisation covers Linear and Conv layers (:func:`lifelong.learn.nets.init_parameters`).
+- Sampler. The paper's greedy sampler stores a sample only while its class holds fewer than
+  ``capacity / n_classes_seen`` slots (evicting a random sample of the largest class when full),
+  and drops it otherwise. In a domain-incremental stream all classes arrive in the first domain,
+  fill the memory evenly, and then every later sample is dropped: later domains never enter.
+  Here a sample whose class is at its share instead replaces a random stored sample of its own
+  class with probability ``slots_c / seen_c`` (a reservoir per class), so each class's slots stay
+  a uniform sample over its whole history: every domain enters, in proportion to its share of
+  the class's samples. Unconditional eviction (every new sample enters) would admit new domains
+  too, but would turn the memory into a recency buffer of the last ``capacity`` samples. Ties
+  for the largest class are broken at random (the paper does not say).
 """
 
 from __future__ import annotations
@@ -66,6 +76,75 @@ def sgdr_lr(epoch: int, max_lr: float, min_lr: float) -> float:
     return min_lr + (max_lr - min_lr) * (1 + math.cos(math.pi * t / length)) / 2
 
 
+class GreedyBalancedMemory(ClassBalancedMemory):
+    """GDumb's greedy class-balanced memory, with a reservoir inside each class.
+
+    A sample of class ``c`` below its share (``capacity / n_classes_seen``) is stored; when the
+    memory is full, room is made by evicting a random sample of a largest class (ties at random).
+    A sample of a class at its share replaces a random stored sample of ``c`` with probability
+    ``slots_c / seen_c`` (``seen_c`` counts class ``c``'s samples offered so far), so new domains of
+    a class keep entering. ``n_writes`` counts stored samples (it changes exactly when the contents
+    do).
+
+    Examples
+    --------
+    >>> from lifelong.data import Batch
+    >>> mem = GreedyBalancedMemory(4, seed=0)
+    >>> mem.add(Batch(torch.zeros(6, 1), torch.tensor([0, 0, 0, 0, 1, 1])))
+    >>> mem.class_count, mem.class_seen
+    ({0: 2, 1: 2}, {0: 4, 1: 2})
+    """
+
+    def __init__(self, capacity: int, *, seed: int = 0) -> None:
+        super().__init__(capacity, seed=seed)
+        self.class_seen: dict[int, int] = {}
+        self.n_writes = 0
+
+    def _random_member(self, label: int) -> int:
+        members = (self.y[: self.size] == label).nonzero().flatten()
+        return int(members[torch.randint(len(members), (1,), generator=self.generator)])
+
+    def add(self, batch: Batch, **fields: Tensor) -> None:
+        if self.capacity == 0 or len(batch) == 0:
+            self.n_seen += len(batch)
+            return
+        self._allocate(batch, fields)
+        for i, label in enumerate(batch.y.tolist()):  # sequential by definition; B is small
+            self.n_seen += 1
+            self.class_seen[label] = self.class_seen.get(label, 0) + 1
+            self.class_count.setdefault(label, 0)
+            if self.class_count[label] >= self.capacity / len(self.class_count):
+                # at its share: a reservoir over the class's samples, in its own slots
+                u = int(torch.randint(self.class_seen[label], (1,), generator=self.generator))
+                if u >= self.class_count[label]:
+                    continue
+                slot = self._random_member(label)
+            elif self.size < self.capacity:
+                slot = self.size
+                self.size += 1
+                self.class_count[label] += 1
+            else:
+                top = max(self.class_count.values())
+                largest = [c for c, n in sorted(self.class_count.items()) if n == top]
+                victim = largest[int(torch.randint(len(largest), (1,), generator=self.generator))]
+                slot = self._random_member(victim)
+                self.class_count[victim] -= 1
+                self.class_count[label] += 1
+            self._write(torch.tensor([slot]), torch.tensor([i]), batch, fields)
+            self.n_writes += 1
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["class_seen"] = torch.tensor(sorted(self.class_seen.items()), dtype=torch.int64).reshape(-1, 2)
+        state["n_writes"] = self.n_writes
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.class_seen = {int(c): int(n) for c, n in state["class_seen"].tolist()}
+        self.n_writes = int(state["n_writes"])
+
+
 class GDumb(Learner):
     name = "gdumb"
     description = "greedy class-balanced memory; retrains from scratch on it before predicting"
@@ -94,17 +173,13 @@ class GDumb(Learner):
         self.mem_size, self.epochs, self.retrain_batch = mem_size, epochs, retrain_batch
         self.retrain_lr, self.retrain_min_lr = retrain_lr, retrain_min_lr
         self.retrain_momentum, self.retrain_weight_decay, self.clip_norm = retrain_momentum, retrain_weight_decay, clip_norm
-        self.memory = ClassBalancedMemory(mem_size, seed=derive_seed(self.seed, "memory"))
+        self.memory = GreedyBalancedMemory(mem_size, seed=derive_seed(self.seed, "memory"))
         self.retrain_seed = derive_seed(self.seed, "gdumb-retrain")
         self.dirty = False  # the memory changed since the network was last trained on it
         self.n_retrains = 0
 
-    def _signature(self) -> tuple:
-        # Storing a sample either grows the memory or evicts one, and an eviction draws its victim
-        # from the memory's generator; so (size, class counts, generator state) changes whenever the
-        # contents do.
-        mem = self.memory
-        return mem.size, tuple(sorted(mem.class_count.items())), bytes(mem.generator.get_state().numpy())
+    def _signature(self) -> int:
+        return self.memory.n_writes  # grows exactly when a sample is stored
 
     @torch.no_grad()
     def observe(self, batch: Batch) -> StepStats:
