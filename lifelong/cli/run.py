@@ -7,6 +7,8 @@ module parses flags, draws the progress bar and prints the tables.
 from __future__ import annotations
 
 import math
+import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -71,12 +73,44 @@ def summary_table(title: str, rows: dict[str, dict]) -> Table:
     return table
 
 
+def note(message: str) -> None:
+    """One ``note:`` line on stderr: a flag that was ignored or options a flag dropped."""
+    print(f"note: {message}", file=sys.stderr)
+
+
+def canonical_name(registry: dict, name: str | None) -> str | None:
+    """``name`` as registered, reading ``-`` as ``_`` when only that spelling is registered
+    (``cls-er`` is ``cls_er``); an unknown name is returned as typed, for the config check to report."""
+    if name is None or name in registry:
+        return name
+    underscored = name.replace("-", "_")
+    return underscored if underscored in registry else name
+
+
+def check_file_flags(flags: dict[str, Any], config_dataset: str | None) -> None:
+    """``--data`` is dataset ``file``; ``--label`` and ``--standardize`` are its options: refuse
+    them with another ``--dataset``, or without a file."""
+    dataset = flags.get("dataset")
+    if flags.get("data") is not None:
+        if dataset is not None and dataset != "file":
+            raise ConfigError(f"--data loads your file as dataset 'file'; drop --dataset {dataset} "
+                              "(or drop --data to use that dataset)")
+        return
+    given = [f"--{k}" for k in ("label", "standardize") if flags.get(k) is not None]
+    if given and (dataset or config_dataset) != "file":
+        verb = "applies" if len(given) == 1 else "apply"
+        raise ConfigError(f"{' and '.join(given)} {verb} to your own file: add --data FILE (a .csv, .npz or .parquet)")
+
+
 @app.command()
 def run(
     config: Annotated[Optional[Path], typer.Argument(help="run config (TOML); omit for the built-in comparison")] = None,
     learner: Annotated[Optional[str], typer.Option(help="learner name (see `lifelong list`)")] = None,
     scenario: Annotated[Optional[str], typer.Option(help="scenario name")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="dataset name")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="your own .csv, .npz or .parquet file (dataset 'file')")] = None,
+    label: Annotated[Optional[str], typer.Option(help="label column of --data (default: label; y for an npz)")] = None,
+    standardize: Annotated[Optional[bool], typer.Option("--standardize", help="z-score --data's features with the training split's mean and std")] = None,
     data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="directory holding the dataset files")] = None,
     download: Annotated[Optional[bool], typer.Option("--download", help="fetch missing data (verified by SHA-256)")] = None,
     seeds: Annotated[Optional[str], typer.Option(help="comma-separated seeds, e.g. 0,1,2")] = None,
@@ -104,21 +138,38 @@ def run(
             seed_list = [int(s) for s in seeds.split(",") if s.strip()]
         except ValueError:
             raise ConfigError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
-    flags = dict(learner=learner, scenario=scenario, dataset=dataset, data_dir=data_dir, download=download,
+    flags = dict(learner=learner, scenario=scenario, dataset=dataset, data=data, label=label,
+                 standardize=standardize, data_dir=data_dir, download=download,
                  seeds=seed_list, epochs=epochs, batch_size=batch_size, lr=lr, mem_size=memory,
                  n_chunks=n_chunks, eval_every=eval_every, name=name)
+    # Everything below is checked (config, flags, names) before any data is read.
     if config is not None:
-        cfg = override(load_config(config), **flags)
+        base = load_config(config)
+        check_file_flags(flags, base.dataset["name"])
+        cfg = override(base, note=note, **flags)
         run_dir = runs / cfg.name
         metrics = run_with_progress(cfg, run_dir, force=force)
         console.print(summary_table(f"{cfg.name}: {cfg.learner_name} on {cfg.dataset['name']}", {cfg.learner_name: metrics}))
         console.print(f"wrote {run_dir}/ (config.toml, log.jsonl, metrics.json, report.md)")
         return
-    dataset, configs = demo_configs(flags)
+    check_file_flags(flags, None)
+    load_plugins()
+    for key, registry in (("learner", LEARNERS), ("scenario", SCENARIOS), ("dataset", DATASETS)):
+        flags[key] = canonical_name(registry, flags[key])
+    with warnings.catch_warnings(record=True) as caught:  # override's notes (e.g. --memory on naive)
+        warnings.simplefilter("always")
+        dataset, configs = demo_configs(flags)
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        note(message)
+    if data is not None:
+        dataset = data.name
     learners = [cfg.learner_name for cfg in configs]
-    console.print(f"[bold]lifelong[/]: Split {dataset}, class-incremental, 5 chunks; learners {', '.join(learners)}")
+    scen = configs[0].scenario
+    scen_name = scen["name"].replace("_", "-")
+    chunks = f", {scen['n_chunks']} chunks" if "n_chunks" in scen else ""
+    console.print(f"[bold]lifelong[/]: Split {dataset}, {scen_name}{chunks}; learners {', '.join(learners)}")
     results = {cfg.learner_name: run_with_progress(cfg, runs / cfg.name, force=True) for cfg in configs}
-    console.print(summary_table("Split-" + dataset + " (class-incremental)", results))
+    console.print(summary_table(f"Split-{dataset} ({scen_name})", results))
     for learner_name, m in results.items():
         console.print("  " + verdict(learner_name, m))
     console.print(f"reports: {', '.join(str(runs / f'demo-{n}' / 'report.md') for n in results)}")

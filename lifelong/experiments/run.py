@@ -30,10 +30,9 @@ from lifelong.evaluate import accuracy_matrix, classic_metrics, seeds, stability
 from lifelong.evaluate.lifetimes import STE_DIR, l2m_section
 from lifelong.experiments.config import RunConfig, load_config
 from lifelong.experiments.experts import run_experts
-from lifelong.experiments.protocol import resolve_protocol
 from lifelong.experiments.runner import build_run, load_data, loop_config, torch_threads
-from lifelong.experiments.protocol import resolve_protocol
 from lifelong.experiments.runner import iter_seed as run_records
+from lifelong.learn.base import TrainingDiverged
 from lifelong.learn.methods import LEARNERS
 from lifelong.log import Record, RunLog, read_log
 from lifelong.report import markdown_report
@@ -79,6 +78,26 @@ class Progress:
     loss: float | None
 
 
+#: Inputs beyond this magnitude look unscaled: at the usual learning rates SGD diverges on them.
+UNSCALED_ABS = 50.0
+
+
+def scale_hint(records: Iterator[Record], ds: Dataset | None) -> Iterator[Record]:
+    """``records``, with a divergence's message extended when the inputs look unscaled
+    (``max |x| >`` :data:`UNSCALED_ABS`): it then names them and suggests ``standardize``."""
+    try:
+        yield from records
+    except TrainingDiverged as e:
+        peak = float(ds.x_train.abs().max()) if ds is not None and ds.x_train.numel() else 0.0
+        if peak <= UNSCALED_ABS:
+            raise
+        raise TrainingDiverged(
+            f"{e}. The inputs look unscaled: features of {ds.name!r} reach |x| = {peak:.4g}. For your own file "
+            "set standardize = true in [dataset] (--standardize on the command line); otherwise scale the "
+            "features to about unit range"
+        ) from e
+
+
 def iter_seed(
     cfg: RunConfig, ds: Dataset, seed: int, run_dir: Path | None, log: RunLog | None, state: dict | None = None,
 ) -> Iterator[tuple[Record, Stream]]:
@@ -86,7 +105,7 @@ def iter_seed(
     a checkpoint after every chunk; yields each record with the seed's stream."""
     run = build_run(cfg, seed, ds)
     n_chunks = run.n_chunks
-    for rec in run_records(run, state=state):
+    for rec in scale_hint(run_records(run, state=state), ds):
         if log is not None:
             log.write(rec)
         if rec.kind == "chunk_end" and log is not None and run_dir is not None and cfg.checkpoint:
@@ -119,11 +138,11 @@ def _execute(cfg: RunConfig, run_dir: Path, *, resume: bool, on_progress: Callab
              reference: str | Path | None) -> dict[str, Any]:
     log_path = run_dir / "log.jsonl"
     ds = load_data(cfg)
-    cfg = resolve_protocol(cfg, ds)  # the protocol goes into config.toml: a rerun from it does the same
     # Build the first seed's stream, model and learner before anything is written (the config was
     # checked against the signatures already; this catches what only the builders can see, e.g.
     # a split the dataset cannot make), so a bad request leaves no half-made run directory behind.
-    build_run(cfg, cfg.seeds[0], ds)
+    # The resolved protocol goes into config.toml: a rerun from it does the same.
+    cfg = replace(cfg, train=build_run(cfg, cfg.seeds[0], ds).train)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         for old in (run_dir / "checkpoints").glob("seed*.pt"):

@@ -195,7 +195,7 @@ def _read_table(file: Path, label: str) -> tuple[np.ndarray, np.ndarray]:
     if label not in columns:
         raise DataError(
             f"file: {file} has no label column {label!r}; its columns are {columns}. "
-            "Pass the right name with the label option"
+            "Pass the right name with the label option (--label on the command line)"
         )
     features = [c for c in frame.columns if str(c) != label]
     if not features:
