@@ -6,9 +6,13 @@ import pytest
 
 from lifelong.data.datasets import load_dataset
 from lifelong.experiments.config import from_dict
-from lifelong.experiments.protocol import MAX_EPOCHS, describe, resolve_protocol, size_protocol
+from lifelong.experiments.protocol import MAX_EPOCHS, describe, resolve_protocol as _resolve, size_protocol
 from lifelong.experiments.run import execute
 from lifelong.experiments.runner import build_run
+
+
+def resolve_protocol(cfg, ds, n=None):
+    return _resolve(cfg, ds.name, len(ds.y_train) if n is None else n)
 
 
 def _cfg(**sections):
@@ -32,7 +36,13 @@ def test_user_keys_win_and_resolution_is_idempotent(digits):
     cfg = resolve_protocol(_cfg(train={"epochs": 3}), digits)
     assert cfg.train["epochs"] == 3 and cfg.train["batch_size"] == 32 and cfg.train["lr"] == 0.05
     assert resolve_protocol(cfg, digits) == cfg
-    assert "epochs 3 (your config)" in describe(_cfg(train={"epochs": 3}), digits)
+    assert "epochs 3 (your config)" in describe(_cfg(train={"epochs": 3}), "digits", 1000)
+
+
+def test_domain_incremental_streams_count_every_domain(digits):
+    cil = build_run(_cfg(), 0, digits).loop.epochs
+    dil = build_run(_cfg(scenario={"name": "domain_incremental", "n_chunks": 10}), 0, digits).loop.epochs
+    assert dil == size_protocol(10 * len(digits.y_train))["epochs"] < cil
 
 
 def test_declared_dataset_protocol_is_used():

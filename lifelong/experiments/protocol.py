@@ -12,9 +12,10 @@ So the ``[train]`` keys a config does not set are filled, in this order of prece
    bounds, and a single pass would make them lower than the methods they bound;
 3. the dataset's declared protocol (:attr:`lifelong.data.datasets.DatasetInfo.protocol`):
    Fashion-MNIST, MNIST and KMNIST one epoch at batch 32 and lr 0.05, CIFAR-10 50 epochs at lr 0.03;
-4. otherwise (digits, MNIST-1D, blobs, a user's own file, a plugin's dataset) a protocol derived from
-   the training-set size (:func:`size_protocol`): enough epochs that the network sees about
-   :data:`TARGET_SAMPLES` samples, at most :data:`MAX_EPOCHS`.
+4. otherwise (digits, blobs, a user's own file, a plugin's dataset) a protocol derived from the
+   size of the training stream, all chunks together (:func:`size_protocol`): enough epochs that
+   the network sees about :data:`TARGET_SAMPLES` samples, at most :data:`MAX_EPOCHS`. A
+   domain-incremental stream repeats the training set once per domain, so it gets fewer epochs.
 
 The resolved protocol is written to the run's ``config.toml`` and printed by ``lifelong run``, so
 a rerun from that file does exactly the same.
@@ -36,10 +37,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from lifelong.data import Dataset
-
 __all__ = ["BASE", "MAX_EPOCHS", "REFERENCE_LEARNERS", "SCENARIO_PROTOCOLS", "TARGET_SAMPLES", "describe",
-           "resolve_protocol", "resolve_train", "size_protocol"]
+           "resolve_protocol", "resolve_train", "size_protocol", "stream_size"]
 
 #: What every protocol starts from.
 BASE: dict[str, Any] = {"epochs": 1, "batch_size": 32, "lr": 0.05}
@@ -63,20 +62,25 @@ def size_protocol(n_train: int) -> dict[str, Any]:
     return {**BASE, "epochs": epochs}
 
 
-def dataset_protocol(ds: Dataset) -> tuple[dict[str, Any], str]:
-    """``(protocol, where it comes from)`` for a loaded dataset."""
+def dataset_protocol(dataset: str, n_train: int) -> tuple[dict[str, Any], str]:
+    """``(protocol, where it comes from)`` for dataset ``dataset`` whose stream trains on ``n_train`` samples."""
     from lifelong.data.datasets import DATASETS  # noqa: PLC0415 (the registry imports every source)
 
-    info = DATASETS.get(ds.name)
+    info = DATASETS.get(dataset)
     if info is not None and info.protocol is not None:
-        return {**BASE, **dict(info.protocol)}, f"the {ds.name} protocol"
-    n = len(ds.y_train)
-    return size_protocol(n), f"derived from {n} training samples"
+        return {**BASE, **dict(info.protocol)}, f"the {dataset} protocol"
+    return size_protocol(n_train), f"derived from the stream's {n_train} training samples"
 
 
-def resolve_train(user: Mapping[str, Any], ds: Dataset, scenario: str, learner: str) -> tuple[dict[str, Any], dict[str, str]]:
+def stream_size(stream: Any) -> int:
+    """Training samples of a stream, all chunks together."""
+    return sum(len(c.y) for c in stream.chunks)
+
+
+def resolve_train(user: Mapping[str, Any], dataset: str, n_train: int, scenario: str,
+                  learner: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The full ``[train]`` table and, per protocol key, where its value came from."""
-    proto, why = dataset_protocol(ds)
+    proto, why = dataset_protocol(dataset, n_train)
     source = {k: why for k in proto}
     scen = SCENARIO_PROTOCOLS.get(scenario, {})
     for k, v in scen.items():
@@ -90,16 +94,16 @@ def resolve_train(user: Mapping[str, Any], ds: Dataset, scenario: str, learner: 
     return proto, source
 
 
-def resolve_protocol(cfg: Any, ds: Dataset) -> Any:
+def resolve_protocol(cfg: Any, dataset: str, n_train: int) -> Any:
     """``cfg`` with every protocol key of ``[train]`` filled (idempotent: a resolved config is a
     config whose user set them)."""
-    train, _ = resolve_train(cfg.train, ds, str(cfg.scenario["name"]), cfg.learner_name)
+    train, _ = resolve_train(cfg.train, dataset, n_train, str(cfg.scenario["name"]), cfg.learner_name)
     return replace(cfg, train=train)
 
 
-def describe(cfg: Any, ds: Dataset) -> str:
+def describe(cfg: Any, dataset: str, n_train: int) -> str:
     """One line naming the protocol a run uses and where each part comes from."""
-    train, source = resolve_train(cfg.train, ds, str(cfg.scenario["name"]), cfg.learner_name)
+    train, source = resolve_train(cfg.train, dataset, n_train, str(cfg.scenario["name"]), cfg.learner_name)
     groups: dict[str, list[str]] = {}
     for k in ("epochs", "batch_size", "lr"):
         groups.setdefault(source[k], []).append(f"{k} {train[k]:g}" if k == "lr" else f"{k} {train[k]}")

@@ -17,7 +17,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,7 @@ from lifelong.evaluate import accuracy_matrix, classic_metrics, seeds, stability
 from lifelong.evaluate.lifetimes import STE_DIR, l2m_section
 from lifelong.experiments.config import RunConfig, load_config
 from lifelong.experiments.experts import run_experts
-from lifelong.experiments.protocol import resolve_protocol
 from lifelong.experiments.runner import build_run, load_data, loop_config, torch_threads
-from lifelong.experiments.protocol import resolve_protocol
 from lifelong.experiments.runner import iter_seed as run_records
 from lifelong.learn.base import TrainingDiverged
 from lifelong.learn.methods import LEARNERS
@@ -140,11 +138,11 @@ def _execute(cfg: RunConfig, run_dir: Path, *, resume: bool, on_progress: Callab
              reference: str | Path | None) -> dict[str, Any]:
     log_path = run_dir / "log.jsonl"
     ds = load_data(cfg)
-    cfg = resolve_protocol(cfg, ds)  # the protocol goes into config.toml: a rerun from it does the same
     # Build the first seed's stream, model and learner before anything is written (the config was
     # checked against the signatures already; this catches what only the builders can see, e.g.
     # a split the dataset cannot make), so a bad request leaves no half-made run directory behind.
-    build_run(cfg, cfg.seeds[0], ds)
+    # The resolved protocol goes into config.toml: a rerun from it does the same.
+    cfg = replace(cfg, train=build_run(cfg, cfg.seeds[0], ds).train)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         for old in (run_dir / "checkpoints").glob("seed*.pt"):

@@ -33,7 +33,7 @@ from lifelong.data.datasets import load_dataset
 from lifelong.data.scenarios import Stream, build_stream
 from lifelong.errors import CheckpointError
 from lifelong.experiments.config import TRAIN_TO_LEARNER, RunConfig
-from lifelong.experiments.protocol import resolve_protocol
+from lifelong.experiments.protocol import resolve_protocol, stream_size
 from lifelong.learn.loop import LoopConfig, iter_run, training_view
 from lifelong.learn.methods import LEARNERS, Learner, hyperparameters, make_learner
 from lifelong.learn.nets import build_model
@@ -110,6 +110,7 @@ class BuiltRun:
     loop: LoopConfig
     seed: int
     dataset: str  # the dataset's name, for the log's meta record
+    train: dict[str, Any]  # the resolved [train] section (lifelong.experiments.protocol)
 
     @property
     def n_chunks(self) -> int:
@@ -133,12 +134,11 @@ def build_run(cfg: RunConfig, seed: int, ds: Dataset | None = None, *, stream: S
     if stream is None:
         ds = load_data(cfg) if ds is None else ds
         stream = make_stream(cfg, ds, seed)
-    if ds is not None:
-        cfg = resolve_protocol(cfg, ds)  # [train] keys the config left out (idempotent)
     dataset = ds.name if ds is not None else str(stream.info.get("dataset", cfg.dataset["name"]))
+    cfg = resolve_protocol(cfg, dataset, stream_size(stream))  # [train] keys the config left out (idempotent)
     learner = build_learner(cfg.learner, cfg.model, input_shape=stream.input_shape, n_classes=stream.n_classes,
                             seed=seed, train=cfg.train, task_classes=stream.task_classes)
-    return BuiltRun(stream, learner, loop_config(cfg), seed, dataset)
+    return BuiltRun(stream, learner, loop_config(cfg), seed, dataset, dict(cfg.train))
 
 
 def iter_seed(run: BuiltRun, *, state: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None) -> Iterator[Record]:

@@ -74,6 +74,7 @@ from typing import Any
 
 from lifelong.errors import ConfigError
 from lifelong.experiments.config import from_dict, read_toml
+from lifelong.experiments.protocol import resolve_protocol, stream_size
 from lifelong.experiments.runner import build_run, iter_seed, load_data, make_stream, torch_threads
 from lifelong.experiments.sweep import apply_values, check_key, parse_sweep, ray_session, run_sweep
 from lifelong.learn.methods import LEARNERS
@@ -266,6 +267,7 @@ def trial_scores(cfg, seed: int, tuning_chunks: int | None):
     """
     ds = load_data(cfg)
     stream = make_stream(cfg, ds, seed)
+    cfg = resolve_protocol(cfg, ds.name, stream_size(stream))  # the whole stream's protocol, not the first chunks'
     if tuning_chunks is not None:
         stream = first_chunks(stream, tuning_chunks)
     run = build_run(cfg, seed, ds, stream=stream)
