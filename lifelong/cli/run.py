@@ -21,7 +21,7 @@ from lifelong.data.datasets import DATASETS
 from lifelong.data.scenarios import SCENARIOS
 from lifelong.errors import ConfigError
 from lifelong.experiments.config import RunConfig, load_config, override
-from lifelong.experiments.demo import demo_configs, verdict
+from lifelong.experiments.demo import demo_configs, run_notes, verdict
 from lifelong.experiments.run import execute
 from lifelong.learn.methods import LEARNERS
 from lifelong.plugins import load_plugins
@@ -150,6 +150,8 @@ def run(
         run_dir = runs / cfg.name
         metrics = run_with_progress(cfg, run_dir, force=force)
         console.print(summary_table(f"{cfg.name}: {cfg.learner_name} on {cfg.dataset['name']}", {cfg.learner_name: metrics}))
+        for line in run_notes(metrics):
+            console.print(line, markup=False)
         console.print(f"wrote {run_dir}/ (config.toml, log.jsonl, metrics.json, report.md)")
         return
     check_file_flags(flags, None)
@@ -172,6 +174,13 @@ def run(
     console.print(summary_table(f"Split-{dataset} ({scen_name})", results))
     for learner_name, m in results.items():
         console.print("  " + verdict(learner_name, m))
+    for line in run_notes(next(iter(results.values()))):
+        if line.startswith("protocol:"):
+            console.print(line, markup=False)
+    for learner_name, m in results.items():
+        for line in run_notes(m):
+            if not line.startswith("protocol:"):
+                console.print(line, markup=False)
     console.print(f"reports: {', '.join(str(runs / f'demo-{n}' / 'report.md') for n in results)}")
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from lifelong.data.datasets import dataset_available
 from lifelong.experiments.config import RunConfig, from_dict, override
 from lifelong.learn.methods import LEARNERS, hyperparameters
+from lifelong.report.view import never_learned
 
 #: The main job: the forgetting baseline, replay, and the best learner available, with the joint upper bound.
 DEMO_LEARNERS = ("naive", "er", "cls_er", "joint")
@@ -45,9 +46,41 @@ def demo_configs(flags: dict[str, Any]) -> tuple[str, list[RunConfig]]:
 
 
 def verdict(name: str, metrics: dict[str, Any]) -> str:
-    """One line on how a demo learner did: forgetting and final accuracy, in words."""
-    f, final = metrics["summary"]["forgetting"][0], metrics["summary"]["acc"][0]
+    """One line on how a demo learner did, judged on learning accuracy (LA) and final accuracy together.
+
+    A learner whose LA stays near chance never learned, and is called that, never "keeps what it
+    learned"; otherwise forgetting says how much of what it learned it kept.
+
+    Examples
+    --------
+    >>> verdict("x", {"summary": {"forgetting": [0.0], "acc": [0.11], "learning_accuracy": [0.12]}, "chance": 0.1})
+    '         x: learning accuracy 0.12, final accuracy 0.11 -> never learned (learning accuracy near chance, 0.10)'
+    >>> verdict("y", {"summary": {"forgetting": [0.05], "acc": [0.9], "learning_accuracy": [0.95]}, "chance": 0.1})
+    '         y: forgetting 0.05, final accuracy 0.90 -> keeps what it learned'
+    """
+    summary = metrics["summary"]
+    f, final = summary["forgetting"][0], summary["acc"][0]
+    la = (summary.get("learning_accuracy") or [math.nan])[0]
+    chance = metrics.get("chance")
+    chance = math.nan if chance is None else float(chance)
     if math.isnan(f):  # joint: one training chunk, nothing to forget
-        return f"{name:>10}: final accuracy {final:.2f} -> the upper bound (trained on all chunks at once)"
+        if never_learned(final, chance):
+            return f"{name:>10}: final accuracy {final:.2f} -> never learned (near chance, {chance:.2f})"
+        return f"{name:>10}: final accuracy {final:.2f} -> the upper reference (trained on all chunks at once)"
+    if never_learned(la, chance):
+        return (f"{name:>10}: learning accuracy {la:.2f}, final accuracy {final:.2f} -> never learned "
+                f"(learning accuracy near chance, {chance:.2f})")
     words = "forgets most of what it learned" if f > 0.5 else ("forgets some" if f > 0.2 else "keeps what it learned")
     return f"{name:>10}: forgetting {f:.2f}, final accuracy {final:.2f} -> {words}"
+
+
+def run_notes(metrics: dict[str, Any]) -> list[str]:
+    """What ``lifelong run`` prints under a run's results: the protocol it used and its warnings
+    (:func:`lifelong.evaluate.health.run_warnings`)."""
+    lines = []
+    p = metrics.get("protocol")
+    if p:
+        lines.append("protocol: " + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in p.items())
+                     + " (in config.toml; set [train] or --epochs/--batch-size/--lr to change it)")
+    lines += [f"warning: {w}" for w in metrics.get("warnings", [])]
+    return lines

@@ -14,6 +14,7 @@ thread count for the run only: it is restored when :func:`execute` returns or ra
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from lifelong.data import Dataset
 from lifelong.data.scenarios import Stream
 from lifelong.errors import CheckpointError, ConfigError
 from lifelong.evaluate import accuracy_matrix, classic_metrics, seeds, stability_gap, summarize
+from lifelong.evaluate.health import run_warnings
 from lifelong.evaluate.lifetimes import STE_DIR, l2m_section
 from lifelong.experiments.config import RunConfig, load_config
 from lifelong.experiments.experts import run_experts
@@ -36,6 +38,7 @@ from lifelong.learn.base import TrainingDiverged
 from lifelong.learn.methods import LEARNERS
 from lifelong.log import Record, RunLog, read_log
 from lifelong.report import markdown_report
+from lifelong.report.view import chance_level
 
 CHECKPOINT_VERSION = 1
 
@@ -204,6 +207,14 @@ def write_outputs(run_dir: str | Path, *, reference: str | Path | None = None, w
         metrics["l2m"] = l2m
     if wall_time is not None:
         metrics["wall_time_s"] = round(wall_time, 3)
+    if (run_dir / "config.toml").is_file():  # the resolved protocol (lifelong.experiments.protocol)
+        train = load_config(run_dir / "config.toml").train
+        metrics["protocol"] = {k: train[k] for k in ("epochs", "batch_size", "lr") if k in train}
+    meta = next((r.extra for r in records if r.kind == "meta"), {})
+    chance = chance_level(meta)
+    metrics["chance"] = None if math.isnan(chance) else chance
+    # an under-trained reference, a learner that never learned: said in the report and on the console
+    metrics["warnings"] = run_warnings(records, metrics, meta, chance)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n", encoding="utf-8")
     (run_dir / "report.md").write_text(markdown_report(run_dir, records, metrics), encoding="utf-8")
     return metrics
