@@ -279,8 +279,8 @@ def override(cfg: RunConfig, *, note: "Callable[[str], None] | None" = None, **f
       one replaces the section, and the options it drops are reported.
     - ``mem_size`` given to a learner without a memory (naive, ewc, ...) is ignored and reported.
 
-    Reports go to ``note(message)``; without ``note`` they are issued with :func:`warnings.warn`.
-    Everything else is checked by :func:`from_dict`, before any data is read.
+    Reports go to ``note(message)`` (without ``note``: :func:`warnings.warn`), and only when the
+    result is a valid config; everything is checked by :func:`from_dict`, before any data is read.
 
     Examples
     --------
@@ -298,11 +298,8 @@ def override(cfg: RunConfig, *, note: "Callable[[str], None] | None" = None, **f
     from lifelong.data.scenarios import SCENARIOS
     from lifelong.learn.methods import LEARNERS, hyperparameters
 
-    def report(message: str) -> None:
-        if note is None:
-            warnings.warn(message, stacklevel=3)
-        else:
-            note(message)
+    notes: list[str] = []  # reported once the result is a valid config: an error comes alone
+    report = notes.append
 
     d = cfg.to_dict()
     mapping = {
@@ -353,4 +350,10 @@ def override(cfg: RunConfig, *, note: "Callable[[str], None] | None" = None, **f
             report(f"{learner} has no memory; --memory ignored")
         else:  # an unknown learner is reported by from_dict
             d["learner"]["mem_size"] = flags["mem_size"]
-    return from_dict(d)
+    out = from_dict(d)
+    for message in notes:
+        if note is None:
+            warnings.warn(message, stacklevel=2)
+        else:
+            note(message)
+    return out
