@@ -200,16 +200,16 @@ def test_cli_prints_the_banner_first(tmp_path, capsys):
 
 def test_a_learner_near_chance_never_learned_and_is_not_called_the_least_forgetful(tmp_path):
     # 4 classes: chance 0.25, near chance below 0.25 + 0.1 * 0.75 = 0.325
-    flat = make_run(tmp_path, "flat", "linear", {0: (0.27, 0.27), 1: (0.26, 0.26)})  # forgetting 0: nothing to forget
+    flat = make_run(tmp_path, "flat", "si", {0: (0.27, 0.27), 1: (0.26, 0.26)})  # forgetting 0: nothing to forget
     real = make_run(tmp_path, "real", "er", {0: (0.9, 0.6), 1: (0.85, 0.5)})
     naive = make_run(tmp_path, "naive", "naive", {0: (0.9, 0.2), 1: (0.85, 0.1)})
     result = compare_runs([flat, real, naive], tmp_path / "cmp")
     assert result.verdict.startswith("er forgets least (forgetting 0.325, final accuracy 0.713")
-    assert "linear never learned (learning accuracy 0.265 near chance 0.250)" in result.verdict
-    assert "linear forgets least" not in result.verdict
+    assert "si never learned (learning accuracy 0.265 near chance 0.250)" in result.verdict
+    assert "si forgets least" not in result.verdict
     views = [load_run(d) for d in (flat, real)]
-    assert forgetting_verdict(["linear", "er"], views).startswith("er forgets least")
-    only = forgetting_verdict(["linear"], [views[0]])
+    assert forgetting_verdict(["si", "er"], views).startswith("er forgets least")
+    only = forgetting_verdict(["si"], [views[0]])
     assert only.startswith("no run learned enough to judge forgetting") and "forgets least" not in only
     page = html_report(flat, out_dir=tmp_path / "html").read_text()
     assert "never learned (learning accuracy 0.265 near chance 0.250)" in page and "keeps" not in page.split("glance")[1][:400]
@@ -264,3 +264,65 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys):
         assert e.value.code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
         assert "Traceback" not in err
     assert not (tmp_path / "cmp").exists()
+
+
+# ---------------------------------------------------------------- the sweep summary follows the same rules
+
+
+def fake_sweep(tmp_path: Path, rows: dict[str, dict[int, tuple[float, float]]], failed: dict[str, int] | None = None):
+    """A sweep directory whose runs are hand-built logs: ``rows[learner][seed]`` as in :func:`make_run`."""
+    from lifelong.experiments.sweep import parse_sweep
+
+    seeds = sorted({s for r in rows.values() for s in r})
+    plan = parse_sweep({"name": "t", "seeds": seeds, "dataset": {"name": "blobs"},
+                        "scenario": {"name": "class_incremental", "n_chunks": 2},
+                        "learner": {"name": "naive"}, "axes": {"learner.name": list(rows)}})
+    root = tmp_path / "sweep"
+    for spec in plan.runs:
+        learner = spec.values["learner.name"]
+        if (failed or {}).get(learner) == spec.seed:
+            (root / spec.name).mkdir(parents=True)
+            (root / spec.name / "status.json").write_text(json.dumps({"status": "failed", "error": "boom", "error_type": "X"}))
+            continue
+        run = make_run(root, spec.name, learner, {spec.seed: rows[learner][spec.seed]})
+        (run / "status.json").write_text(json.dumps({"status": "done", "wall_time_s": 1.0}))
+    return root, plan
+
+
+def test_sweep_summary_stars_intervals_banner_and_verdict(tmp_path):
+    from lifelong.experiments.sweep.summary import write_summary
+
+    root, plan = fake_sweep(tmp_path, {
+        "er": {0: (0.9, 0.6), 1: (0.8, 0.55), 2: (0.85, 0.62)},
+        "naive": {0: (0.9, 0.3), 1: (0.8, 0.25), 2: (0.85, 0.32)},
+        "lwf": {0: (0.27, 0.27), 1: (0.26, 0.26), 2: (0.28, 0.27)},  # near chance (0.25)
+    })
+    md = write_summary(root, plan, compare=False).read_text()
+    er = next(line for line in md.splitlines() if line.startswith("| er |"))
+    half = mean_interval([0.75, 0.675, 0.735])[1]
+    assert f"| 0.7200 ± {half:.4f} ★ |" in er  # acc: a consistent lead over both other cells
+    assert "★" not in next(line for line in md.splitlines() if line.startswith("| naive |"))
+    assert "stability_gap" in md.split("| er |")[0]
+    assert "learner=lwf never learned (learning accuracy 0.270 near chance 0.250)" in md
+    assert "learner=lwf forgets least" not in md and "learner=er forgets least" in md
+    assert "runs agree on:" in md
+    cells = {c["cell"]: c for c in json.loads((root / "summary.json").read_text())["cells"]}
+    assert "acc" in cells["learner=er"]["best"] and cells["learner=er"]["ci95"]["acc"] == pytest.approx(half)
+
+    # a failed seed: the banner says the cells ran different seeds, and nothing is starred against that cell
+    root2, plan2 = fake_sweep(tmp_path / "2", {
+        "er": {0: (0.9, 0.6), 1: (0.8, 0.55), 2: (0.85, 0.62)},
+        "naive": {0: (0.9, 0.3), 1: (0.8, 0.25), 2: (0.85, 0.32)},
+    }, failed={"naive": 2})
+    md = write_summary(root2, plan2, compare=True).read_text()
+    assert md.splitlines()[2].startswith("> **runs differ in: seeds ([0, 1, 2] vs [0, 1])** (the sweep's axes: learner)")
+    table = md.split("| learner |")[1].split("\n\n")[0]
+    assert "★" not in table
+    assert (root2 / "compare.md").read_text().splitlines()[2].startswith("> **runs differ in: seeds")
+
+
+def test_the_verdict_says_when_seeds_do_not_match(tmp_path):
+    a = make_run(tmp_path, "a", "er", {0: (0.9, 0.8), 1: (0.9, 0.8)})
+    b = make_run(tmp_path, "b", "naive", {2: (0.9, 0.2), 3: (0.9, 0.2)})
+    v = compare_runs([a, b], tmp_path / "cmp").verdict
+    assert v.startswith("er forgets least") and "untested against naive (not the same two or more seeds)" in v

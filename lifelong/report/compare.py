@@ -211,7 +211,10 @@ def forgetting_verdict(labels: Sequence[str], views: Sequence[RunView]) -> str:
         line = f"{labels[b]} forgets least (forgetting {forget[b]:.3f}{acc_txt(b)}" + (f"; {others}" if others else "") + ")"
         if len(rest) > 1:
             a, c = views[b].seed_values("classic", "forgetting"), views[rest[1]].seed_values("classic", "forgetting")
-            if beats(a, c, "forgetting") is not True:
+            lead = beats(a, c, "forgetting")
+            if lead is None:
+                line += f", but untested against {labels[rest[1]]} (not the same two or more seeds)"
+            elif not lead:
                 line += f", but not by more than the seeds' noise against {labels[rest[1]]}"
         top = max((i for i in rest if not math.isnan(final[i])), key=lambda i: final[i], default=None)
         if top is not None and top != b and final[top] > final[b] + 1e-12:
