@@ -1,7 +1,13 @@
 """``lifelong compare``: several runs side by side, as ``compare.html`` and ``compare.md``.
 
-Every metric side by side with the best value per metric marked, a stability-plasticity scatter,
-overlaid accuracy curves, and a one-line verdict saying which learner forgets least. The numbers
+Every metric side by side as mean ± the half-width of its 95% t-interval over seeds, a ★ only on a
+run whose lead survives the seeds (the paired per-seed difference to every other run, on the same
+two or more seeds, has a 95% t-interval that excludes 0; REFERENCE.md, "Comparisons across
+seeds"), a banner listing every setting the runs differ in (dataset, scenario options, model,
+training protocol, memory budget, seeds), a stability-plasticity scatter, overlaid accuracy
+curves, and a one-line verdict saying which learner forgets least, judged with learning and final
+accuracy (a learner whose learning accuracy stays near chance "never learned"). The table also
+exports as CSV (:func:`table_csv`) and as a LaTeX ``tabular`` (:func:`table_latex`). The numbers
 come from each run's ``metrics.json`` and, for the curves, :func:`lifelong.evaluate.curves.accuracy_curves`.
 """
 
