@@ -69,3 +69,10 @@ def test_run_writes_the_resolved_protocol_to_config_toml(tmp_path):
     execute(cfg, tmp_path / "r")
     written = tomllib.loads((tmp_path / "r" / "config.toml").read_text())
     assert written["train"]["epochs"] == size_protocol(200)["epochs"] and written["train"]["lr"] == 0.05
+
+
+def test_joint_in_a_domain_stream_gets_one_domains_epochs(digits):
+    dil = {"name": "domain_incremental", "n_chunks": 10}
+    er = build_run(_cfg(scenario=dil, learner={"name": "er"}), 0, digits).loop.epochs
+    joint = build_run(_cfg(scenario=dil, learner={"name": "joint"}), 0, digits).loop.epochs
+    assert joint == size_protocol(len(digits.y_train))["epochs"] > er

@@ -135,7 +135,7 @@ def build_run(cfg: RunConfig, seed: int, ds: Dataset | None = None, *, stream: S
         ds = load_data(cfg) if ds is None else ds
         stream = make_stream(cfg, ds, seed)
     dataset = ds.name if ds is not None else str(stream.info.get("dataset", cfg.dataset["name"]))
-    cfg = resolve_protocol(cfg, dataset, stream_size(stream))  # [train] keys the config left out (idempotent)
+    cfg = resolve_protocol(cfg, dataset, stream_size(stream, cfg.learner_name))  # [train] keys the config left out (idempotent)
     learner = build_learner(cfg.learner, cfg.model, input_shape=stream.input_shape, n_classes=stream.n_classes,
                             seed=seed, train=cfg.train, task_classes=stream.task_classes)
     return BuiltRun(stream, learner, loop_config(cfg), seed, dataset, dict(cfg.train))

@@ -267,7 +267,7 @@ def trial_scores(cfg, seed: int, tuning_chunks: int | None):
     """
     ds = load_data(cfg)
     stream = make_stream(cfg, ds, seed)
-    cfg = resolve_protocol(cfg, ds.name, stream_size(stream))  # the whole stream's protocol, not the first chunks'
+    cfg = resolve_protocol(cfg, ds.name, stream_size(stream, cfg.learner_name))  # the whole stream's protocol, not the first chunks'
     if tuning_chunks is not None:
         stream = first_chunks(stream, tuning_chunks)
     run = build_run(cfg, seed, ds, stream=stream)

@@ -9,8 +9,8 @@ reservoir buffer. Two semantic memories are weight averages of it:
 - a plastic model ``θ_P``, updated after a step with probability ``r_P``;
 - a stable model ``θ_S``, updated with probability ``r_S < r_P``;
 
-both by ``θ ← α·θ + (1 − α)·θ_W`` with ``α = min(1 − 1/(step + 1), α_max)`` (``step`` counts the
-working model's updates). On the replay batch each sample takes the logits of whichever memory
+both by ``θ ← α·θ + (1 − α)·θ_W`` with ``α = min(1 − w/(step + w), α_max)`` (``step`` counts the
+working model's updates, ``w`` is ``ema_warmup``; see the deviations). On the replay batch each sample takes the logits of whichever memory
 gives its true label the higher softmax probability, and the loss is
 
 ``CE(f_W([x; x_m]), [y; y_m]) + λ·MSE(f_W(x_m), Z_m)``.
@@ -26,6 +26,18 @@ Settings: class-, task- and domain-incremental, online/task-free (no boundaries 
 
 Deviations
 ----------
+- The warm-up of the averaging rate is ``α = min(1 − w/(step + w), α_max)`` with ``w = ema_warmup =
+  4``; the paper's ``1 − 1/(step + 1)`` is ``ema_warmup = 1``. With ``w = 1`` the stable model is,
+  until ``α_max`` is reached (100 steps at 0.99), the uniform average of every working model since
+  initialisation, random start included; on a short stream that is all there is, and the inference
+  model stays near chance (digits online, 135 steps: learning accuracy 0.19, final 0.20, below ER's
+  0.57). With ``w = 4`` it averages about the last quarter of the steps so far, which is the same
+  ``α_max`` horizon once ``step > 4/(1 − α_max)`` (400 steps at 0.99): long streams are unchanged in
+  effect, short ones get a model that has moved (digits online: final 0.30 with ``w = 4``, 0.48 with
+  ``w = 16``). On such a short task-free stream (27 steps a chunk) the stable model still lags each
+  new task, so its learning accuracy stays near chance (0.19) whatever ``w``: CLS-ER is a slow
+  learner by design, and the run's warnings say so. Offline splits are not affected (digits
+  class-IL, 45 epochs: 0.94, above ER's 0.93).
 - The working model's forward pass on the replay batch is shared between the cross-entropy and
   the consistency term (the authors' code runs it twice; with no dropout or batch norm in our
   networks the two are identical).
@@ -72,6 +84,7 @@ class CLSER(Learner):
         plastic_alpha: float = 0.99,
         stable_update_freq: float = 0.9,
         stable_alpha: float = 0.99,
+        ema_warmup: float = 4.0,
         **base,
     ) -> None:
         super().__init__(model, **base)
@@ -82,6 +95,9 @@ class CLSER(Learner):
         self.mem_size, self.replay_batch, self.reg_weight = mem_size, replay_batch, reg_weight
         self.plastic_update_freq, self.plastic_alpha = plastic_update_freq, plastic_alpha
         self.stable_update_freq, self.stable_alpha = stable_update_freq, stable_alpha
+        if ema_warmup < 1.0:
+            raise ConfigError(f"cls_er: ema_warmup must be >= 1 (1 is the paper's schedule), got {ema_warmup}")
+        self.ema_warmup = ema_warmup
         self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"))
         self.plastic = _frozen_copy(model).eval()  # θ_P
         self.stable = _frozen_copy(model).eval()  # θ_S
@@ -125,8 +141,10 @@ class CLSER(Learner):
 
     @torch.no_grad()
     def ema_update(self, ema: nn.Module, alpha_max: float) -> None:
-        """``θ ← α·θ + (1 − α)·θ_W`` with ``α = min(1 − 1/(step + 1), α_max)``."""
-        alpha = min(1.0 - 1.0 / (self.global_step + 1), alpha_max)
+        """``θ ← α·θ + (1 − α)·θ_W`` with ``α = min(1 − w/(step + w), α_max)`` (``w = ema_warmup``;
+        ``w = 1`` is the paper's ``1 − 1/(step + 1)``)."""
+        w = self.ema_warmup
+        alpha = min(1.0 - w / (self.global_step + w), alpha_max)
         for e, w in zip(ema.parameters(), self.model.parameters(), strict=True):
             e.mul_(alpha).add_(w.detach(), alpha=1.0 - alpha)
 
