@@ -31,6 +31,7 @@ def _isolated_env(monkeypatch, tmp_path):
     """Keep every test away from the user's LIFELONG_DATA, cache and the real system copy."""
     monkeypatch.delenv("LIFELONG_DATA", raising=False)
     monkeypatch.delenv("LIFELONG_FASHION_MNIST_URL", raising=False)
+    monkeypatch.delenv("LIFELONG_NO_SYSTEM_DATA", raising=False)  # these tests set SYSTEM_DIR themselves
     monkeypatch.setenv("LIFELONG_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", tmp_path / "no-system-copy")
 
