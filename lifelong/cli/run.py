@@ -117,7 +117,7 @@ def run(
     epochs: Annotated[Optional[int], typer.Option(help="epochs per chunk")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
     lr: Annotated[Optional[float], typer.Option(help="learning rate")] = None,
-    memory: Annotated[Optional[int], typer.Option(help="memory size (replay learners)")] = None,
+    memory: Annotated[Optional[int], typer.Option(help="memory size (replay learners; a learner without a memory ignores it, with a note)")] = None,
     n_chunks: Annotated[Optional[int], typer.Option("--n-chunks")] = None,
     eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="also evaluate every N batches")] = None,
     name: Annotated[Optional[str], typer.Option(help="run name: output goes to RUNS/<name>")] = None,
@@ -149,7 +149,8 @@ def run(
         cfg = override(base, note=note, **flags)
         run_dir = runs / cfg.name
         metrics = run_with_progress(cfg, run_dir, force=force)
-        console.print(summary_table(f"{cfg.name}: {cfg.learner_name} on {cfg.dataset['name']}", {cfg.learner_name: metrics}))
+        on = Path(cfg.dataset["path"]).name if cfg.dataset["name"] == "file" and "path" in cfg.dataset else cfg.dataset["name"]
+        console.print(summary_table(f"{cfg.name}: {cfg.learner_name} on {on}", {cfg.learner_name: metrics}))
         for line in run_notes(metrics):
             console.print(line, markup=False)
         console.print(f"wrote {run_dir}/ (config.toml, log.jsonl, metrics.json, report.md)")
