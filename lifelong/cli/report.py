@@ -71,7 +71,7 @@ def compare(
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="also write the table as CSV to this file")] = None,
     latex_path: Annotated[Optional[Path], typer.Option("--latex", help="also write the table as a LaTeX tabular to this file")] = None,
 ) -> None:
-    """Compare runs side by side: every metric (★ where the lead survives the seeds), stability vs. plasticity, curves."""
+    """Compare runs side by side: every metric (best marked), stability vs. plasticity, curves."""
     _check_table_path(csv_path, "csv")  # before any work, so a typo costs nothing
     _check_table_path(latex_path, "latex")
     result = compare_runs(run_dirs, out)
