@@ -73,3 +73,11 @@ def test_run_writes_the_resolved_protocol_to_config_toml(tmp_path):
     written = tomllib.loads((tmp_path / "r" / "config.toml").read_text())
     assert written["train"]["epochs"] == size_protocol(200)["epochs"] and written["train"]["lr"] == 0.05
 
+
+
+def test_icarl_refuses_a_domain_incremental_stream(digits):
+    from lifelong.errors import ConfigError
+    from lifelong.experiments.runner import iter_seed
+    run = build_run(_cfg(scenario={"name": "domain_incremental", "n_chunks": 3}, learner={"name": "icarl"}), 0, digits)
+    with pytest.raises(ConfigError, match="every chunk brings new classes"):
+        next(iter_seed(run))

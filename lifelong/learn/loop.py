@@ -122,6 +122,24 @@ def check_boundaries(stream: Stream, learner: LearnerProtocol) -> None:
     )
 
 
+def check_new_classes(stream: Stream, learner: LearnerProtocol) -> None:
+    """Refuse a learner that declares ``needs_new_classes`` (its method assumes each chunk brings
+    classes not seen before, e.g. iCaRL) on a stream whose chunks all hold the same classes
+    (domain-incremental), where it degenerates below fine-tuning."""
+    if not getattr(learner, "needs_new_classes", False) or len(stream.chunks) < 2:
+        return
+    first = set(stream.chunks[0].classes)
+    if not all(set(c.classes) == first for c in stream.chunks):
+        return
+    name = getattr(learner, "name", type(learner).__name__)
+    raise ConfigError(
+        f"learner {name!r} assumes every chunk brings new classes, but in scenario {stream.name!r} every chunk "
+        f"holds the same classes (a domain-incremental stream): after the first boundary it would only distil "
+        f"and end below fine-tuning. Fix: use a class- or task-incremental scenario, or a learner for domain "
+        f"shifts such as er, derpp, cls_er, si or ewc."
+    )
+
+
 def iter_run(
     stream: Stream, learner: LearnerProtocol, cfg: LoopConfig, *, seed: int,
     start_chunk: int = 0, start_step: int = 0, meta: dict | None = None,
@@ -135,6 +153,7 @@ def iter_run(
     after chunk ``start_chunk - 1``; the records then continue exactly as in an uninterrupted run.
     """
     check_boundaries(stream, learner)
+    check_new_classes(stream, learner)
     chunks = training_view(stream, learner.data_view)
     sleeping = set(stream.info.get("sleep_chunks", ())) if learner.data_view == "stream" else set()
     step = start_step

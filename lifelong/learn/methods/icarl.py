@@ -19,8 +19,9 @@ Learning", CVPR 2017.
   are returned.
 
 Settings: class-incremental (the paper's) and task-incremental (the declared task mask restricts
-both loss and scores). It needs chunk boundaries. Domain-incremental streams run but degenerate:
-after the first boundary every class is old, so only distillation is left on new data.
+both loss and scores). It needs chunk boundaries. Domain-incremental streams are refused
+(``needs_new_classes``): after the first boundary every class is old, so only distillation is left
+on new data, and on 20 permuted digits domains it ended at 0.15 against naive's 0.30.
 
 Deviations
 ----------
@@ -134,6 +135,7 @@ class ICaRL(Learner):
     description = "iCaRL: herding exemplars, nearest-mean-of-exemplars classifier, distillation"
     paper = "Rebuffi et al. 2017, iCaRL: Incremental Classifier and Representation Learning (CVPR)"
     needs_boundaries = True  # exemplars, teacher and old classes change at each boundary
+    needs_new_classes = True  # the loop refuses domain-incremental streams (check_new_classes)
     composable = False  # sigmoid BCE with distillation targets over the joined batch
 
     def __init__(self, model: nn.Module, *, mem_size: int = 500, replay_batch: int | None = None,
