@@ -80,3 +80,31 @@ def test_sleep_steps_go_through_the_declared_consolidate_capability():
     assert sleeper.got is g and stats.n == 3 and extra == {"subtype": "sleep", "source": "memory"}
     with pytest.raises(ConfigError, match="consolidate"):
         sleep_step(object(), b, g)
+
+
+def test_boundary_evaluations_see_the_learner_after_its_end_chunk(tiny):
+    """Row i of the accuracy matrix is the model after chunk i *including* its end_chunk (where
+    EWC consolidates, iCaRL picks exemplars): a learner whose end_chunk makes it predict perfectly
+    must score 1.0 at every boundary, and the untrained row must not."""
+    stream = class_incremental(tiny, n_chunks=3)
+    learner = make_learner("naive", mlp(stream.input_shape, stream.n_classes, hidden=(8,), seed=0), seed=0)
+    truth = {}
+    for ev in stream.eval_sets:
+        for x, y in zip(ev.x, ev.y):
+            truth[tuple(x.tolist())] = int(y)
+    ended = {"n": 0}
+    original = learner.predict
+
+    def predict(x, task=None):
+        if not ended["n"]:
+            return original(x, task)
+        out = torch.zeros(len(x), stream.n_classes)
+        out[torch.arange(len(x)), torch.tensor([truth[tuple(r.tolist())] for r in x])] = 1.0
+        return out
+
+    learner.predict = predict
+    learner.end_chunk = lambda: ended.__setitem__("n", ended["n"] + 1)
+    recs = list(iter_run(stream, learner, LoopConfig(batch_size=8), seed=0))
+    R = accuracy_matrix(recs, 0)
+    assert ended["n"] == 3
+    assert (R == 1.0).all(), f"a boundary evaluation ran before end_chunk:\n{R}"
