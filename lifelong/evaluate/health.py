@@ -67,10 +67,33 @@ def still_falling(records: Iterable[Record], seed: int) -> tuple[float, float] |
     return (round(before, 4), round(after, 4)) if (before - after) / before > FALLING else None
 
 
+def _num(v: Any) -> float:
+    """``v`` as a float; NaN for None or anything that is not a number."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+#: A learner whose learning accuracy stays below ``chance + NEAR_CHANCE * (1 - chance)`` never learned.
+NEAR_CHANCE = 0.1
+
+
+def never_learned(learning_accuracy: float, chance: float) -> bool:
+    """True when the learning accuracy is within :data:`NEAR_CHANCE` of the way from chance to 1.
+
+    Examples
+    --------
+    >>> never_learned(0.15, 0.1), never_learned(0.5, 0.1), never_learned(float("nan"), 0.1)
+    (True, False, False)
+    """
+    if math.isnan(_num(learning_accuracy)) or math.isnan(_num(chance)):
+        return False
+    return learning_accuracy < chance + NEAR_CHANCE * (1 - chance)
+
+
 def run_warnings(records: list[Record], metrics: dict[str, Any], meta: dict[str, Any], chance: float) -> list[str]:
     """Warnings for a run: near-chance learning accuracy, or an upper reference still learning."""
-    from lifelong.report.view import never_learned  # noqa: PLC0415 (report imports evaluate)
-
     out = []
     learner = str(meta.get("learner", ""))
     la = (metrics.get("summary", {}).get("learning_accuracy") or [math.nan])[0]

@@ -56,16 +56,17 @@ from __future__ import annotations
 
 import copy
 import tomllib
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
-from lifelong.data.datasets import dataset_options
-from lifelong.data.scenarios import scenario_options
+from lifelong.data.datasets import DATASETS, dataset_options
+from lifelong.data.scenarios import SCENARIOS, scenario_options
 from lifelong.errors import ConfigError
-from lifelong.learn.methods import check_hyperparameters
+from lifelong.learn.methods import LEARNERS, check_hyperparameters, hyperparameters
 from lifelong.learn.nets import MODELS
 from lifelong.options import check_options
 from lifelong.plugins import load_plugins
@@ -292,12 +293,6 @@ def override(cfg: RunConfig, *, note: "Callable[[str], None] | None" = None, **f
     naive has no memory; --memory ignored
     {'name': 'naive'}
     """
-    import warnings
-
-    from lifelong.data.datasets import DATASETS
-    from lifelong.data.scenarios import SCENARIOS
-    from lifelong.learn.methods import LEARNERS, hyperparameters
-
     notes: list[str] = []  # reported once the result is a valid config: an error comes alone
     report = notes.append
 

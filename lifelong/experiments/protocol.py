@@ -37,6 +37,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from lifelong.data.datasets import DATASETS
+
 __all__ = ["BASE", "MAX_EPOCHS", "REFERENCE_LEARNERS", "SCENARIO_PROTOCOLS", "TARGET_SAMPLES", "describe",
            "resolve_protocol", "resolve_train", "size_protocol", "stream_size"]
 
@@ -64,8 +66,6 @@ def size_protocol(n_train: int) -> dict[str, Any]:
 
 def dataset_protocol(dataset: str, n_train: int) -> tuple[dict[str, Any], str]:
     """``(protocol, where it comes from)`` for dataset ``dataset`` whose stream trains on ``n_train`` samples."""
-    from lifelong.data.datasets import DATASETS  # noqa: PLC0415 (the registry imports every source)
-
     info = DATASETS.get(dataset)
     if info is not None and info.protocol is not None:
         return {**BASE, **dict(info.protocol)}, f"the {dataset} protocol"

@@ -22,6 +22,7 @@ from typing import Any
 
 from lifelong.errors import DataError
 from lifelong.log import Record, read_log
+from lifelong.evaluate.health import NEAR_CHANCE, never_learned  # noqa: F401 (part of the view API)
 from lifelong.report.format import LOWER_IS_BETTER, num
 
 #: The 0.975 quantile of Student's t with ``df`` degrees of freedom, for ``df = 1..30``.
@@ -209,23 +210,6 @@ def chance_level(meta: Mapping[str, Any]) -> float:
             return sum(1 / k for k in sizes) / len(sizes)
     n = num(meta.get("n_classes"))
     return 1 / n if n and not math.isnan(n) and n > 0 else math.nan
-
-
-#: A learner whose learning accuracy stays below ``chance + NEAR_CHANCE * (1 - chance)`` never learned.
-NEAR_CHANCE = 0.1
-
-
-def never_learned(learning_accuracy: float, chance: float) -> bool:
-    """True when the learning accuracy is within :data:`NEAR_CHANCE` of the way from chance to 1.
-
-    Examples
-    --------
-    >>> never_learned(0.15, 0.1), never_learned(0.5, 0.1), never_learned(float("nan"), 0.1)
-    (True, False, False)
-    """
-    if math.isnan(num(learning_accuracy)) or math.isnan(num(chance)):
-        return False
-    return learning_accuracy < chance + NEAR_CHANCE * (1 - chance)
 
 
 def learned(view: RunView) -> str | None:
