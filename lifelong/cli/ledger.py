@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from lifelong.cli.common import err_console, out_console
 from lifelong.errors import ConfigError
-from lifelong.experiments.ledger import find_suites, markdown_table, record, run_entry
+from lifelong.experiments.ledger import check_order, find_suites, markdown_table, record, run_entry
 
 app = typer.Typer(help="The executable ledger of expected results.", no_args_is_help=True)
 
@@ -22,34 +23,45 @@ app = typer.Typer(help="The executable ledger of expected results.", no_args_is_
 def check(
     path: Annotated[Path, typer.Argument(help="a ledger file or directory")] = Path("ledger"),
     tier: Annotated[Optional[str], typer.Option(help="only this tier: fast or full")] = None,
-    only: Annotated[Optional[str], typer.Option(help="only entries whose label contains this")] = None,
+    only: Annotated[Optional[str], typer.Option(
+        help="only entries whose label contains one of these comma-separated words (e.g. naive,ewc)")] = None,
     record_: Annotated[bool, typer.Option("--record", help="write the observed values back into the files")] = False,
 ) -> None:
-    """Rerun ledger entries; exit 1 when a mean final ACC leaves its band."""
+    """Rerun ledger entries; exit 1 when a mean leaves its band or an ordering fails on a seed."""
     if tier is not None and tier not in ("fast", "full"):
         raise ConfigError(f"--tier must be 'fast' or 'full', got {tier!r}")
     suites = find_suites(path, tier)
     console, progress = out_console(), err_console()
     table = Table(title=f"ledger check ({tier or 'all tiers'})")
-    for col in ("entry", "expected ACC", "observed ACC", "forgetting", "s/seed", ""):
+    for col in ("entry", "expected ACC", "observed ACC", "expected forgetting", "forgetting", "s/seed", ""):
         table.add_column(col)
-    failures, cache = 0, {}
+    failures, cache, order_lines = 0, {}, []
     for suite in suites:
-        outcomes = []
+        outcomes = {}
         for entry in suite.entries:
-            if only and only not in entry.label:
+            if only and not any(word.strip() and word.strip() in entry.label for word in only.split(",")):
                 continue
             o = run_entry(entry, cache)
-            outcomes.append(o)
+            outcomes[entry.label] = o
             failures += not o.passed
-            table.add_row(entry.label, f"{entry.acc:.3f} ± {entry.tol:.3f}", f"{o.acc:.3f} ± {o.acc_std:.3f}",
-                          f"{o.forgetting:.3f}", f"{o.wall_time_s:.1f}", "[green]ok[/]" if o.passed else "[red]OUT OF BAND[/]")
-            progress.print(f"{entry.label}: {o.acc:.4f} ({'ok' if o.passed else 'out of band'})", highlight=False)
+            expected_f = f"{entry.forgetting:.3f} ± {entry.forgetting_tol:.3f}" if entry.forgetting is not None else "-"
+            table.add_row(escape(entry.label), f"{entry.acc:.3f} ± {entry.tol:.3f}", f"{o.acc:.3f} ± {o.acc_std:.3f}",
+                          expected_f, f"{o.forgetting:.3f}", f"{o.wall_time_s:.1f}",
+                          "[green]ok[/]" if o.passed else "[red]OUT OF BAND[/]")
+            progress.print(escape(f"{entry.label}: ACC {o.acc:.4f}, forgetting {o.forgetting:.4f} "
+                           f"({'ok' if o.passed else '; '.join(o.problems())})"), highlight=False)
+        for order in suite.orders:  # an ordering is checked when both of its entries ran
+            if all(suite.entry(ref).label in outcomes for ref in (order.better, order.worse)):
+                result = check_order(suite, order, outcomes)
+                failures += not result.passed
+                order_lines.append(("[green]" if result.passed else "[red]") + escape(result.describe()) + "[/]")
         if record_ and outcomes:
-            record(suite, outcomes)
+            record(suite, list(outcomes.values()))
     console.print(table)
+    for line in order_lines:
+        console.print(line, highlight=False)
     if failures:
-        console.print(f"[red]{failures} entr{'y' if failures == 1 else 'ies'} out of band[/]")
+        console.print(f"[red]{failures} check{'' if failures == 1 else 's'} failed (bands or orderings)[/]")
         raise typer.Exit(1)
 
 

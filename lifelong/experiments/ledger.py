@@ -1,11 +1,13 @@
 """The executable ledger: expected results that are re-run and checked.
 
-A ledger file (``ledger/*.toml``) is a suite: one base run config and a list of entries, each a
-learner with the final ACC we expect (mean over the suite's seeds) and a tolerance band, plus the
-forgetting and wall time that were observed when the band was recorded::
+A ledger file (``ledger/*.toml``) is a suite: one base run config, a list of entries and a list of
+orderings. An entry is a learner with the mean final ACC (over the suite's seeds) we expect and its
+band, optionally the mean forgetting and its band, plus what was observed when the bands were
+recorded. An ordering says that one entry beats another on every seed of the suite, paired by seed
+(the same seed gives both learners the same stream and the same initial network)::
 
     suite = "split-fmnist-class-il"
-    tier = "full"                       # "fast" entries run in CI on every submission
+    tier = "full"                       # "fast" suites run in CI on every submission
     seeds = [0, 1, 2]
     description = "Split Fashion-MNIST, 5 chunks of 2 classes, MLP 784-256-256-10, ..."
 
@@ -15,12 +17,28 @@ forgetting and wall time that were observed when the band was recorded::
 
     [[entry]]
     learner = { name = "er", mem_size = 500 }
-    acc = 0.774                         # expected mean final ACC
-    tol = 0.03                          # the band is acc ± tol
-    observed = { acc = 0.774, acc_std = 0.012, forgetting = 0.24, wall_time_s = 7.1 }
+    acc = 0.774                         # expected mean final ACC; the band is acc ± tol
+    tol = 0.021
+    forgetting = 0.219                  # optional: expected mean forgetting, band forgetting ± forgetting_tol
+    forgetting_tol = 0.03
+    observed = { acc = 0.774, acc_std = 0.012, acc_seeds = [...], forgetting = 0.219, ... }
 
-``lifelong ledger check`` reruns entries and fails (exit 1) when a mean leaves its band;
-``--record`` rewrites each entry's ``observed`` table from the rerun.
+    [[order]]
+    better = "derpp"                    # an entry's learner name, or its label when a name repeats
+    worse = "er"
+    metric = "acc"                      # "acc" or "online_acc" (higher is better), or "forgetting" (lower)
+    margin = 0.0                        # on every seed, better must beat worse by more than this
+    why = "Buzzega et al. 2020, Table 2"
+
+Bands come from the spread of the mean over seeds, not from one seed's spread: ``--record`` sets
+``tol = max(TOL_FLOOR, BAND_SEMS · s/√n)`` where ``s`` is the standard deviation of the per-seed
+values and ``n`` the number of seeds (:func:`band`). Runs are deterministic, so an unchanged method
+reproduces its mean exactly; the band only has to absorb a change that reshuffles the random streams,
+which moves an n-seed mean by about √2·s/√n.
+
+``lifelong ledger check`` reruns entries and fails (exit 1) when a mean leaves its band or an
+ordering fails on a seed; ``--record`` rewrites each entry's ``observed`` table and its bands from the
+rerun (orderings are never rewritten: a failed ordering is a finding, not a band to widen).
 """
 
 from __future__ import annotations
@@ -35,14 +53,40 @@ import numpy as np
 import tomli_w
 
 from lifelong.errors import ConfigError
-from lifelong.evaluate import classic_metrics
+from lifelong.evaluate import classic_metrics, online_accuracy
 from lifelong.experiments.config import from_dict, read_toml
 from lifelong.experiments.runner import build_run, iter_seed, load_data
 from lifelong.options import check_value
 
 TIERS = ("fast", "full")
-SUITE_KEYS = ("suite", "tier", "seeds", "description", "base", "entry")
-ENTRY_KEYS = ("learner", "acc", "tol", "observed")
+SUITE_KEYS = ("suite", "tier", "seeds", "description", "base", "entry", "order")
+ENTRY_KEYS = ("learner", "acc", "tol", "forgetting", "forgetting_tol", "observed")
+ORDER_KEYS = ("better", "worse", "metric", "margin", "why")
+#: What an ordering compares: final ACC and mean online (prequential) accuracy, higher is better;
+#: forgetting, lower is better. Online accuracy is where plasticity methods act (a faster recovery
+#: after each shift), so it is what separates them from fine-tuning.
+METRICS = ("acc", "forgetting", "online_acc")
+#: The narrowest band ``--record`` writes, for a learner whose seeds agree to the last digit.
+TOL_FLOOR = 0.01
+#: ``--record``'s band in standard errors of the mean over seeds (about two standard deviations of the
+#: difference between two independent n-seed means).
+BAND_SEMS = 3.0
+
+
+def band(values: list[float]) -> float:
+    """The band ``--record`` writes for per-seed ``values``: ``max(TOL_FLOOR, BAND_SEMS · s/√n)``,
+    rounded up to 0.005.
+
+    Examples
+    --------
+    >>> band([0.80, 0.80, 0.80]), band([0.70, 0.75, 0.80])
+    (0.01, 0.09)
+    """
+    vals = [v for v in values if not math.isnan(v)]
+    if len(vals) < 2:
+        return 0.05  # one seed says nothing about the spread: a wide band, and a reason to add seeds
+    sem = float(np.std(vals, ddof=1)) / math.sqrt(len(vals))
+    return max(TOL_FLOOR, round(math.ceil(round(BAND_SEMS * sem / 0.005, 6)) * 0.005, 3))
 
 
 @dataclass
@@ -51,18 +95,42 @@ class Entry:
     learner: dict[str, Any]
     acc: float
     tol: float
-    observed: dict[str, float] = field(default_factory=dict)
+    observed: dict[str, Any] = field(default_factory=dict)
     base: dict[str, Any] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
+    forgetting: float | None = None
+    forgetting_tol: float | None = None
 
     @property
     def label(self) -> str:
+        return f"{self.suite}/{self.key}"
+
+    @property
+    def key(self) -> str:
+        """The label within its suite: the learner's name and its options."""
         extra = ",".join(f"{k}={v}" for k, v in sorted(self.learner.items()) if k != "name")
-        return f"{self.suite}/{self.learner['name']}" + (f"[{extra}]" if extra else "")
+        return self.learner["name"] + (f"[{extra}]" if extra else "")
 
     def config(self):
         doc = {**self.base, "seeds": list(self.seeds), "learner": dict(self.learner), "name": self.learner["name"]}
         return from_dict(doc)
+
+
+@dataclass(frozen=True)
+class Order:
+    """``better`` beats ``worse`` on ``metric`` by more than ``margin`` on every seed of the suite."""
+
+    suite: str
+    better: str
+    worse: str
+    metric: str = "acc"
+    margin: float = 0.0
+    why: str = ""
+
+    @property
+    def label(self) -> str:
+        word = {"forgetting": "forgets less than", "online_acc": "> (online accuracy)"}.get(self.metric, ">")
+        return f"{self.suite}: {self.better} {word} {self.worse}" + (f" by {self.margin}" if self.margin else "")
 
 
 @dataclass
@@ -75,6 +143,42 @@ class Suite:
     base: dict[str, Any]
     entries: list[Entry]
     raw: dict[str, Any]
+    orders: list[Order] = field(default_factory=list)
+
+    def entry(self, ref: str) -> Entry:
+        """The entry ``ref`` names: its key (``er[mem_size=200]``), or its learner name when only one entry has it."""
+        by_key = [e for e in self.entries if e.key == ref]
+        by_name = [e for e in self.entries if e.learner["name"] == ref]
+        found = by_key or by_name
+        if len(found) != 1:
+            keys = [e.key for e in self.entries]
+            raise ConfigError(f"ledger file {self.path}: ordering names {ref!r}, which "
+                              f"{'matches several entries' if found else 'is no entry'}; entries: {keys}")
+        return found[0]
+
+
+def _number(value: Any, where: str) -> float:
+    check_value(value, float, where=where)
+    return float(value)
+
+
+def _load_order(path: Path, suite: str, i: int, o: Any) -> Order:
+    where = f"ledger file {path}: order {i}"
+    if not isinstance(o, dict):
+        raise ConfigError(f"{where} must be a table: [[order]] with better = \"...\" and worse = \"...\"")
+    missing = {"better", "worse"} - set(o)
+    if missing:
+        raise ConfigError(f"{where} lacks {sorted(missing)}")
+    unknown = sorted(set(o) - set(ORDER_KEYS))
+    if unknown:
+        raise ConfigError(f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; known: {list(ORDER_KEYS)}")
+    metric = o.get("metric", "acc")
+    if metric not in METRICS:
+        raise ConfigError(f"{where}: metric must be one of {METRICS}, got {metric!r}")
+    if o["better"] == o["worse"]:
+        raise ConfigError(f"{where} compares {o['better']!r} with itself")
+    return Order(suite, str(o["better"]), str(o["worse"]), metric,
+                 _number(o.get("margin", 0.0), f"{where} margin"), str(o.get("why", "")))
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -88,6 +192,8 @@ def load_suite(path: str | Path) -> Suite:
         raise ConfigError(f"ledger file {path}: unknown key(s) {', '.join(map(repr, unknown))}; known: {list(SUITE_KEYS)}")
     if not isinstance(raw["base"], dict) or not isinstance(raw["entry"], list):
         raise ConfigError(f"ledger file {path}: `base` must be a table and `entry` a list of [[entry]] tables")
+    if not isinstance(raw.get("order", []), list):
+        raise ConfigError(f"ledger file {path}: `order` must be a list of [[order]] tables")
     if raw["tier"] not in TIERS:
         raise ConfigError(f"ledger file {path}: tier must be one of {TIERS}, got {raw['tier']!r}")
     seeds = tuple(raw.get("seeds", [0]))
@@ -100,18 +206,26 @@ def load_suite(path: str | Path) -> Suite:
         if unknown:
             raise ConfigError(f"ledger file {path}: entry {i} has unknown key(s) {', '.join(map(repr, unknown))}; "
                               f"known: {list(ENTRY_KEYS)}")
-        for key in ("acc", "tol"):
-            check_value(e[key], float, where=f"ledger file {path}: entry {i} {key}")
+        if ("forgetting" in e) != ("forgetting_tol" in e):
+            raise ConfigError(f"ledger file {path}: entry {i} needs forgetting and forgetting_tol together")
+        where = f"ledger file {path}: entry {i}"
+        nums = {k: _number(e[k], f"{where} {k}") for k in ("acc", "tol", "forgetting", "forgetting_tol") if k in e}
         if not isinstance(e["learner"], dict):
-            raise ConfigError(f"ledger file {path}: entry {i} learner must be a table, e.g. {{ name = \"er\" }}")
-        entries.append(Entry(raw["suite"], e["learner"], float(e["acc"]), float(e["tol"]),
-                             dict(e.get("observed", {})), raw["base"], seeds))
-    suite = Suite(path, raw["suite"], raw["tier"], seeds, raw.get("description", ""), raw["base"], entries, raw)
+            raise ConfigError(f"{where} learner must be a table, e.g. {{ name = \"er\" }}")
+        entries.append(Entry(raw["suite"], e["learner"], nums["acc"], nums["tol"], dict(e.get("observed", {})),
+                             raw["base"], seeds, nums.get("forgetting"), nums.get("forgetting_tol")))
+    orders = [_load_order(path, raw["suite"], i, o) for i, o in enumerate(raw.get("order", []))]
+    suite = Suite(path, raw["suite"], raw["tier"], seeds, raw.get("description", ""), raw["base"], entries, raw, orders)
+    keys = [e.key for e in entries]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"ledger file {path}: entries repeat {sorted({k for k in keys if keys.count(k) > 1})}")
     for i, entry in enumerate(entries):  # validate now (names and types of every section), not an hour into a check
         try:
             entry.config()
         except ConfigError as e:
             raise ConfigError(f"ledger file {path}: entry {i} ({entry.label}): {e}") from None
+    for o in orders:
+        suite.entry(o.better), suite.entry(o.worse)
     return suite
 
 
@@ -124,17 +238,54 @@ def find_suites(root: str | Path, tier: str | None = None) -> list[Suite]:
     return [s for s in suites if tier is None or s.tier == tier]
 
 
+def _mean(values: list[float]) -> float:
+    vals = [v for v in values if not math.isnan(v)]
+    return float(np.mean(vals)) if vals else math.nan
+
+
 @dataclass
 class Outcome:
     entry: Entry
-    acc: float
-    acc_std: float
-    forgetting: float
+    acc_seeds: list[float]
+    forgetting_seeds: list[float]
     wall_time_s: float
+    online_seeds: list[float] = field(default_factory=list)
+
+    @property
+    def acc(self) -> float:
+        return _mean(self.acc_seeds)
+
+    @property
+    def acc_std(self) -> float:
+        return float(np.std(self.acc_seeds, ddof=1)) if len(self.acc_seeds) > 1 else 0.0
+
+    @property
+    def forgetting(self) -> float:
+        return _mean(self.forgetting_seeds)
+
+    @property
+    def acc_ok(self) -> bool:
+        return not math.isnan(self.acc) and abs(self.acc - self.entry.acc) <= self.entry.tol
+
+    @property
+    def forgetting_ok(self) -> bool:
+        e = self.entry
+        if e.forgetting is None:
+            return True
+        return not math.isnan(self.forgetting) and abs(self.forgetting - e.forgetting) <= e.forgetting_tol
 
     @property
     def passed(self) -> bool:
-        return not math.isnan(self.acc) and abs(self.acc - self.entry.acc) <= self.entry.tol
+        return self.acc_ok and self.forgetting_ok
+
+    def problems(self) -> list[str]:
+        """What left its band, in words."""
+        e, out = self.entry, []
+        if not self.acc_ok:
+            out.append(f"ACC {self.acc:.4f} outside {e.acc} ± {e.tol}")
+        if not self.forgetting_ok:
+            out.append(f"forgetting {self.forgetting:.4f} outside {e.forgetting} ± {e.forgetting_tol}")
+        return out
 
 
 def run_entry(entry: Entry, cache: dict | None = None) -> Outcome:
@@ -145,40 +296,82 @@ def run_entry(entry: Entry, cache: dict | None = None) -> Outcome:
     if key not in cache:
         cache[key] = load_data(cfg)
     ds = cache[key]
-    accs, forgets = [], []
+    accs, forgets, online = [], [], []
     t0 = time.perf_counter()
     for seed in cfg.seeds:
         records = list(iter_seed(build_run(cfg, seed, ds)))
         m = classic_metrics(records, seed)
-        accs.append(m["acc"])
-        forgets.append(m["forgetting"])
+        accs.append(float(m["acc"]))
+        forgets.append(float(m["forgetting"]))
+        online.append(float(online_accuracy(records, seed)))
     wall = (time.perf_counter() - t0) / len(cfg.seeds)
-    std = float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0
-    return Outcome(entry, float(np.mean(accs)), std, float(np.nanmean(forgets)) if not all(map(math.isnan, forgets)) else math.nan, wall)
+    return Outcome(entry, accs, forgets, wall, online)
+
+
+@dataclass
+class OrderOutcome:
+    order: Order
+    margins: list[float]  # per seed: better minus worse (acc), or worse minus better (forgetting)
+    seeds: tuple[int, ...]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.margins) and all(m > self.order.margin for m in self.margins)
+
+    def describe(self) -> str:
+        per_seed = ", ".join(f"seed {s}: {m:+.4f}" for s, m in zip(self.seeds, self.margins, strict=True))
+        verdict = "holds" if self.passed else "FAILS"
+        return f"{self.order.label} {verdict} ({per_seed})" + (f"; {self.order.why}" if self.order.why else "")
+
+
+def check_order(suite: Suite, order: Order, outcomes: dict[str, Outcome]) -> OrderOutcome:
+    """Check ``order`` seed by seed on the outcomes of its two entries (keyed by entry label)."""
+    better, worse = outcomes[suite.entry(order.better).label], outcomes[suite.entry(order.worse).label]
+    if order.metric == "acc":
+        margins = [b - w for b, w in zip(better.acc_seeds, worse.acc_seeds, strict=True)]
+    elif order.metric == "online_acc":
+        margins = [b - w for b, w in zip(better.online_seeds, worse.online_seeds, strict=True)]
+    else:
+        margins = [w - b for b, w in zip(better.forgetting_seeds, worse.forgetting_seeds, strict=True)]
+    return OrderOutcome(order, [m if not math.isnan(m) else -math.inf for m in margins], suite.seeds)
+
+
+def _rounded(values: list[float]) -> list[Any]:
+    return [round(v, 4) if not math.isnan(v) else "nan" for v in values]
 
 
 def record(suite: Suite, outcomes: list[Outcome]) -> None:
-    """Rewrite the suite file with the observed values of ``outcomes``."""
+    """Rewrite the suite file with the observed values of ``outcomes`` and the bands they give."""
     by_label = {o.entry.label: o for o in outcomes}
     for raw_entry, entry in zip(suite.raw["entry"], suite.entries, strict=True):
         o = by_label.get(entry.label)
-        if o is not None:
-            raw_entry["observed"] = {
-                "acc": round(o.acc, 4), "acc_std": round(o.acc_std, 4),
-                "forgetting": round(o.forgetting, 4) if not math.isnan(o.forgetting) else "nan",
-                "wall_time_s": round(o.wall_time_s, 2),
-            }
+        if o is None:
+            continue
+        raw_entry["acc"], raw_entry["tol"] = round(o.acc, 4), band(o.acc_seeds)
+        if not math.isnan(o.forgetting):
+            raw_entry["forgetting"], raw_entry["forgetting_tol"] = round(o.forgetting, 4), band(o.forgetting_seeds)
+        else:
+            raw_entry.pop("forgetting", None), raw_entry.pop("forgetting_tol", None)
+        raw_entry["observed"] = {
+            "acc": round(o.acc, 4), "acc_std": round(o.acc_std, 4), "acc_seeds": _rounded(o.acc_seeds),
+            "forgetting": round(o.forgetting, 4) if not math.isnan(o.forgetting) else "nan",
+            "forgetting_seeds": _rounded(o.forgetting_seeds), "online_acc_seeds": _rounded(o.online_seeds),
+            "wall_time_s": round(o.wall_time_s, 2),
+        }
     suite.path.write_text(tomli_w.dumps(suite.raw), encoding="utf-8")
 
 
 def markdown_table(suite: Suite) -> str:
-    """The suite's expected and last observed values as a Markdown table (for BENCHMARKS.md)."""
+    """The suite's expected and last observed values, and its orderings, as Markdown (for BENCHMARKS.md)."""
     lines = [f"**{suite.name}** ({suite.tier} tier, seeds {list(suite.seeds)}): {suite.description}", "",
-             "| learner | expected ACC | observed ACC (mean ± std) | forgetting | s/seed |", "|---|---|---|---|---|"]
+             "| learner | expected ACC | observed ACC (mean ± std) | expected forgetting | s/seed |",
+             "|---|---|---|---|---|"]
     for e in suite.entries:
         o = e.observed
         obs = f"{o['acc']:.3f} ± {o['acc_std']:.3f}" if "acc" in o else "not run"
-        forget = o.get("forgetting", "")
-        forget = f"{forget:.3f}" if isinstance(forget, float) else str(forget)
-        lines.append(f"| {e.label.split('/', 1)[1]} | {e.acc:.3f} ± {e.tol:.3f} | {obs} | {forget} | {o.get('wall_time_s', '')} |")
+        forget = f"{e.forgetting:.3f} ± {e.forgetting_tol:.3f}" if e.forgetting is not None else "-"
+        lines.append(f"| {e.key} | {e.acc:.3f} ± {e.tol:.3f} | {obs} | {forget} | {o.get('wall_time_s', '')} |")
+    if suite.orders:
+        lines += ["", "Orderings, checked on every seed: " + "; ".join(
+            o.label.split(": ", 1)[1] + (f" ({o.why})" if o.why else "") for o in suite.orders) + "."]
     return "\n".join(lines)
