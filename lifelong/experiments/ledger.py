@@ -361,6 +361,19 @@ def record(suite: Suite, outcomes: list[Outcome]) -> None:
     suite.path.write_text(tomli_w.dumps(suite.raw), encoding="utf-8")
 
 
+_OBSERVED = {"acc": "acc_seeds", "forgetting": "forgetting_seeds", "online_acc": "online_acc_seeds"}
+
+
+def _recorded_margins(suite: Suite, order: Order) -> str:
+    """The ordering's per-seed margins from the two entries' recorded values ("not recorded" without them)."""
+    key = _OBSERVED[order.metric]
+    b, w = (suite.entry(ref).observed.get(key) for ref in (order.better, order.worse))
+    if not b or not w or len(b) != len(w) or any(isinstance(v, str) for v in [*b, *w]):
+        return "not recorded"
+    margins = [x - y if order.metric != "forgetting" else y - x for x, y in zip(b, w, strict=True)]
+    return ", ".join(f"{m:+.3f}" for m in margins)
+
+
 def markdown_table(suite: Suite) -> str:
     """The suite's expected and last observed values, and its orderings, as Markdown (for BENCHMARKS.md)."""
     lines = [f"**{suite.name}** ({suite.tier} tier, seeds {list(suite.seeds)}): {suite.description}", "",
@@ -372,6 +385,7 @@ def markdown_table(suite: Suite) -> str:
         forget = f"{e.forgetting:.3f} ± {e.forgetting_tol:.3f}" if e.forgetting is not None else "-"
         lines.append(f"| {e.key} | {e.acc:.3f} ± {e.tol:.3f} | {obs} | {forget} | {o.get('wall_time_s', '')} |")
     if suite.orders:
-        lines += ["", "Orderings, checked on every seed: " + "; ".join(
-            o.label.split(": ", 1)[1] + (f" ({o.why})" if o.why else "") for o in suite.orders) + "."]
+        lines += ["", "| ordering (checked on every seed) | recorded margin per seed | why |", "|---|---|---|"]
+        for o in suite.orders:
+            lines.append(f"| {o.label.split(': ', 1)[1]} | {_recorded_margins(suite, o)} | {o.why} |")
     return "\n".join(lines)
