@@ -7,7 +7,7 @@ biased reservoir (a full memory that always overwrites slot 0..b-1 instead of a 
 Each runs only the test files that should catch it (a subset of `make test`: a failure there is
 a failure of `make test`), so the whole script takes a few minutes.
 
-Run: ``.venv/bin/python benchmarks/mutants.py [--only NAME]``. Prints one line per mutant and exits
+Run: ``.venv/bin/python benchmarks/mutants.py [--only NAME] [--ledger]``. Prints one line per mutant and exits
 1 if any mutant survives. Never part of `make test` itself.
 """
 
@@ -70,9 +70,22 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
 }
 
 
-def run_mutant(name: str) -> tuple[bool, str]:
-    """Apply mutant ``name`` to a copy of the repository and run its tests; (caught, summary line)."""
+#: The method mutants are also checked against the fast ledger's orderings (``--ledger``): the
+#: ``-k`` words select the orderings that involve the method.
+LEDGER_GUARDS: dict[str, str] = {
+    "derpp-no-logit-term": "ordering and derpp",
+    "ewc-never-consolidates": "ordering and ewc",
+    "lwf-never-distils": "ordering and lwf",
+}
+
+
+def run_mutant(name: str, ledger: bool = False) -> tuple[bool, str]:
+    """Apply mutant ``name`` to a copy of the repository and run its tests (with ``ledger``, the
+    fast ledger orderings that involve the method instead); (caught, summary line)."""
     path, old, new, tests = MUTANTS[name]
+    select: list[str] = []
+    if ledger:
+        tests, select = ["tests/test_ledger.py"], ["-k", LEDGER_GUARDS[name]]
     with tempfile.TemporaryDirectory(prefix=f"mutant-{name}-") as tmp:
         copy = Path(tmp) / "repo"
         shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "__pycache__",
@@ -83,22 +96,26 @@ def run_mutant(name: str) -> tuple[bool, str]:
             return False, f"{name}: the mutation no longer applies to {path} (update benchmarks/mutants.py)"
         target.write_text(text.replace(old, new), encoding="utf-8")
         env = {**os.environ, "PYTHONPATH": str(copy), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--doctest-modules", *tests]
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--doctest-modules", *select, *tests]
+        cmd += [] if ledger else ["-x"]
         proc = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=1800)
         tail = [line for line in proc.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
         caught = proc.returncode != 0
         first = tail[0] if tail else proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-        return caught, f"{name}: {'caught' if caught else 'MISSED'} by {' '.join(tests)} -- {first}"
+        fails = "; ".join(line.split(" - ")[0].split("::")[-1] for line in tail) if ledger else first
+        return caught, f"{name}: {'caught' if caught else 'MISSED'} by {' '.join(tests + select)} -- {fails}"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=None, help="comma-separated mutant names")
+    ap.add_argument("--ledger", action="store_true",
+                    help="check the method mutants against the fast ledger's orderings instead of their tests")
     args = ap.parse_args()
-    names = args.only.split(",") if args.only else list(MUTANTS)
+    names = args.only.split(",") if args.only else list(LEDGER_GUARDS if args.ledger else MUTANTS)
     missed = 0
     for name in names:
-        caught, line = run_mutant(name)
+        caught, line = run_mutant(name, ledger=args.ledger)
         missed += not caught
         print(line, flush=True)
     print(f"{len(names) - missed}/{len(names)} mutants caught")
