@@ -6,8 +6,22 @@ Tolias 2019's comparisons: every parameter is pulled towards its value at the en
 chunk with the same strength, ``L + (λ/2)·Σ_k (θ_k − θ*_k)²``. It is EWC with ``F ≡ 1``: the
 difference between the two isolates what the Fisher weighting buys.
 
-Default ``λ = 0.1``: on permuted Fashion-MNIST (MLP, SGD lr 0.05, 5 domains) ``λ = 1`` keeps the
-network from learning new domains (final ACC 0.62, below naive's 0.69); ``λ = 0.1`` gives 0.74.
+Default ``λ = 0.03``. The penalty is uniform, so it also holds the weights the new domain needs,
+and it grows with the number of steps taken since the anchor: a ``λ`` that is mild on a one-epoch
+stream stiffens a many-epoch one. Measured with 5 permuted domains, MLP 256-256, SGD lr 0.05, final
+ACC per seed (seeds 0, 1, 2):
+
+- permuted digits, 5 epochs per domain: naive 0.479/0.460/0.525; ``λ = 0.03`` 0.526/0.497/0.536;
+  ``λ = 0.05`` 0.534/0.499/0.526 (a 0.001 margin on seed 2);
+  ``λ = 0.1`` 0.545/0.508/0.506 (below naive on seed 2); ``λ = 0.3`` 0.522/0.408/0.495; ``λ = 1``
+  0.350/0.254/0.381;
+- permuted MNIST-1D, 5 epochs: naive 0.393/0.388/0.388; ``λ = 0.03`` 0.420/0.403/0.409; ``λ = 0.1``
+  0.417/0.412/0.407; ``λ = 0.3`` 0.353/0.359/0.349;
+- permuted Fashion-MNIST, 1 epoch (seeds 0, 1): naive 0.665/0.710; ``λ = 0.03`` 0.746/0.754;
+  ``λ = 0.1`` 0.751/0.734; ``λ = 1`` froze the network (0.62).
+
+``λ = 0.03`` beats naive on every seed of every stream with a margin; larger values lose it first
+on the longer (5-epoch) streams.
 
 Settings: class-, task- and domain-incremental; it needs chunk boundaries (not task-free).
 
@@ -33,7 +47,7 @@ class L2Penalty(Term):
     name = "l2"
     needs_boundaries = True
 
-    def __init__(self, *, l2_lambda: float = 0.1) -> None:
+    def __init__(self, *, l2_lambda: float = 0.03) -> None:
         self.l2_lambda = l2_lambda
 
     def bind(self, learner: Learner) -> None:
@@ -61,7 +75,7 @@ class L2(Learner):
     paper = "Kirkpatrick et al. 2017 (the L2 baseline)"
     needs_boundaries = True
 
-    def __init__(self, model: nn.Module, *, l2_lambda: float = 0.1, **base) -> None:
+    def __init__(self, model: nn.Module, *, l2_lambda: float = 0.03, **base) -> None:
         super().__init__(model, **base)
         self.l2_lambda = l2_lambda
         self.compose(IncomingCE(), L2Penalty(l2_lambda=l2_lambda))
