@@ -1,6 +1,8 @@
-"""Mechanism tests against hand computations: EWC's diagonal Fisher and penalty, LwF's
-distillation term and its gradient, DER++'s two replay terms. Each fails if the mechanism is
-missing (EWC never consolidates, LwF never distils, DER++ drops its logit term)."""
+"""Mechanism tests against hand computations: EWC's diagonal Fisher and penalty, MAS's
+output-sensitivity importance and its accumulation, LwF's distillation term and its gradient,
+DER++'s two replay terms. Each fails if the mechanism is missing (EWC never consolidates, MAS
+takes the batch-mean output or forgets earlier chunks' importance, LwF never distils, DER++ drops
+its logit term)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from lifelong.data import Batch
 from lifelong.learn.methods.der import DERPP
 from lifelong.learn.methods.ewc import EWC
 from lifelong.learn.methods.lwf import LwF
+from lifelong.learn.methods.mas import MAS
 from lifelong.learn.nets import Net
 
 
@@ -63,6 +66,68 @@ def test_ewc_fisher_and_penalty_equal_a_hand_computation_on_a_two_parameter_netw
     (g_ce,) = torch.autograd.grad(ce, w)
     learner.observe(Batch(xb, yb))
     assert torch.allclose(weight_of(learner), theta - lr * (g_ce + lam * fisher * (theta - star)), atol=1e-6)
+
+
+# -- MAS -------------------------------------------------------------------------------------------
+def mas_importance_by_hand(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``(1/N) Σ_n |∂‖W x_n‖² / ∂W|`` for ``f(x) = W x``: ``∂‖Wx‖²/∂W_ck = 2 (Wx)_c x_k``."""
+    out = x @ w.T  # (N, C)
+    return (2 * out[:, :, None] * x[:, None, :]).abs().mean(0)  # (C, d_in)
+
+
+def test_mas_importance_is_per_sample_and_accumulates_over_chunks():
+    lam, lr = 0.5, 0.01
+    learner = MAS(linear_net(2, 2, [[0.5, -0.3], [0.2, 0.4]]), mas_lambda=lam, normalize=False, lr=lr, seed=0)
+    # the samples' gradients on W_c1 have opposite signs: a batch-mean output (or the absolute value
+    # of a summed gradient) gives a different, smaller importance than the per-sample mean
+    x1 = torch.tensor([[1.0, 1.0], [1.0, -1.0], [0.5, 2.0]])
+    learner.observe(Batch(x1, torch.tensor([0, 1, 0])))
+    star1 = weight_of(learner)
+    learner.end_chunk()
+    omega1 = mas_importance_by_hand(star1, x1)
+    mean_out = x1.mean(0, keepdim=True)  # the wrong estimates this test rules out
+    assert not torch.allclose(omega1, mas_importance_by_hand(star1, mean_out), atol=1e-3)
+    summed = (2 * (x1 @ star1.T)[:, :, None] * x1[:, None, :]).mean(0).abs()
+    assert not torch.allclose(omega1, summed, atol=1e-3)
+    pen = learner.term("mas").penalty
+    assert torch.allclose(pen.importance["head.weight"], omega1, atol=1e-6)
+    assert torch.equal(pen.anchor["head.weight"], star1)
+
+    # a second chunk: Ω ← Ω + Ω_new (the paper accumulates), anchored at the newest weights
+    x2 = torch.tensor([[-1.0, 0.5], [2.0, 0.0]])
+    learner.observe(Batch(x2, torch.tensor([1, 1])))
+    star2 = weight_of(learner)
+    learner.end_chunk()
+    omega = omega1 + mas_importance_by_hand(star2, x2)
+    assert torch.allclose(pen.importance["head.weight"], omega, atol=1e-6)
+    assert torch.equal(pen.anchor["head.weight"], star2)
+
+    # the penalty λ·Σ Ω (θ − θ*)² and the SGD step Δθ = −lr·(∇CE + 2λ·Ω·(θ − θ*))
+    theta = torch.tensor([[1.0, 0.2], [-0.4, 0.9]])
+    with torch.no_grad():
+        learner.model.head.weight.copy_(theta)
+    xb, yb = torch.tensor([[1.0, -2.0], [0.3, 0.7]]), torch.tensor([1, 0])
+    value = learner.term("mas")(learner.context(Batch(xb, yb)))
+    assert torch.allclose(value.detach(), lam * (omega * (theta - star2) ** 2).sum(), atol=1e-6)
+    w = theta.clone().requires_grad_(True)
+    (g_ce,) = torch.autograd.grad(F.cross_entropy(xb @ w.T, yb), w)
+    learner.observe(Batch(xb, yb))
+    assert torch.allclose(weight_of(learner), theta - lr * (g_ce + 2 * lam * omega * (theta - star2)), atol=1e-6)
+
+
+def test_mas_normalize_scales_each_chunks_importance_to_mean_one_before_summing():
+    learner = MAS(linear_net(2, 2, [[0.5, -0.3], [0.2, 0.4]]), mas_lambda=0.1, lr=0.01, seed=0)
+    assert learner.normalize  # the default
+    x1, x2 = torch.tensor([[1.0, 1.0], [1.0, -1.0]]), torch.tensor([[3.0, 0.5], [-2.0, 1.0]])
+    learner.observe(Batch(x1, torch.tensor([0, 1])))
+    star1 = weight_of(learner)
+    learner.end_chunk()
+    learner.observe(Batch(x2, torch.tensor([1, 0])))
+    star2 = weight_of(learner)
+    learner.end_chunk()
+    o1, o2 = mas_importance_by_hand(star1, x1), mas_importance_by_hand(star2, x2)
+    expected = o1 / o1.mean() + o2 / o2.mean()
+    assert torch.allclose(learner.term("mas").penalty.importance["head.weight"], expected, atol=1e-6)
 
 
 # -- LwF -------------------------------------------------------------------------------------------
