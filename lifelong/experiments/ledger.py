@@ -263,6 +263,10 @@ class Outcome:
     def forgetting(self) -> float:
         return _mean(self.forgetting_seeds)
 
+    def per_seed(self, metric: str) -> list[float]:
+        """The per-seed values of ``metric`` (one of :data:`METRICS`)."""
+        return {"acc": self.acc_seeds, "forgetting": self.forgetting_seeds, "online_acc": self.online_seeds}[metric]
+
     @property
     def acc_ok(self) -> bool:
         return not math.isnan(self.acc) and abs(self.acc - self.entry.acc) <= self.entry.tol
@@ -311,7 +315,7 @@ def run_entry(entry: Entry, cache: dict | None = None) -> Outcome:
 @dataclass
 class OrderOutcome:
     order: Order
-    margins: list[float]  # per seed: better minus worse (acc), or worse minus better (forgetting)
+    margins: list[float]  # per seed, from paired_margins
     seeds: tuple[int, ...]
 
     @property
@@ -324,16 +328,20 @@ class OrderOutcome:
         return f"{self.order.label} {verdict} ({per_seed})" + (f"; {self.order.why}" if self.order.why else "")
 
 
+#: Per ordering metric: +1 when higher is better, -1 when lower is (forgetting).
+_SIGN = {"acc": 1, "online_acc": 1, "forgetting": -1}
+
+
+def paired_margins(metric: str, better: list[float], worse: list[float]) -> list[float]:
+    """Per seed, how far ``better`` beats ``worse`` on ``metric`` (positive: it does); NaN counts as −inf."""
+    margins = [_SIGN[metric] * (b - w) for b, w in zip(better, worse, strict=True)]
+    return [m if not math.isnan(m) else -math.inf for m in margins]
+
+
 def check_order(suite: Suite, order: Order, outcomes: dict[str, Outcome]) -> OrderOutcome:
     """Check ``order`` seed by seed on the outcomes of its two entries (keyed by entry label)."""
-    better, worse = outcomes[suite.entry(order.better).label], outcomes[suite.entry(order.worse).label]
-    if order.metric == "acc":
-        margins = [b - w for b, w in zip(better.acc_seeds, worse.acc_seeds, strict=True)]
-    elif order.metric == "online_acc":
-        margins = [b - w for b, w in zip(better.online_seeds, worse.online_seeds, strict=True)]
-    else:
-        margins = [w - b for b, w in zip(better.forgetting_seeds, worse.forgetting_seeds, strict=True)]
-    return OrderOutcome(order, [m if not math.isnan(m) else -math.inf for m in margins], suite.seeds)
+    better, worse = (outcomes[suite.entry(ref).label].per_seed(order.metric) for ref in (order.better, order.worse))
+    return OrderOutcome(order, paired_margins(order.metric, better, worse), suite.seeds)
 
 
 def _rounded(values: list[float]) -> list[Any]:
@@ -370,8 +378,7 @@ def _recorded_margins(suite: Suite, order: Order) -> str:
     b, w = (suite.entry(ref).observed.get(key) for ref in (order.better, order.worse))
     if not b or not w or len(b) != len(w) or any(isinstance(v, str) for v in [*b, *w]):
         return "not recorded"
-    margins = [x - y if order.metric != "forgetting" else y - x for x, y in zip(b, w, strict=True)]
-    return ", ".join(f"{m:+.3f}" for m in margins)
+    return ", ".join(f"{m:+.3f}" for m in paired_margins(order.metric, b, w))
 
 
 def markdown_table(suite: Suite) -> str:
