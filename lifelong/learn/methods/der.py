@@ -24,6 +24,15 @@ Deviations
   full head.
 - The replay batch size defaults to the incoming batch size (DER++'s Seq-MNIST setting uses
   10 for both).
+- Plain DER's default is ``α = 3``, not the paper's 1.0 (``alpha=1.0`` restores it). The paper tuned
+  α on streams of 60,000 samples; on short ones the logit term at α = 1 is too weak to hold the old
+  classes against the incoming cross-entropy. Measured with memory 200 over seeds 0-2 (mean final ACC,
+  naive / ER / DER α=1 / DER α=3): online digits with one class per chunk 0.100 / 0.517 / 0.100 /
+  0.270 (α = 1 is exactly naive on every seed); online digits, 5 chunks, 0.154 / 0.545 / 0.192 /
+  0.385; online MNIST-1D 0.114 / 0.270 / 0.217 / 0.252; split digits, 10 chunks, 0.100 / 0.786 /
+  0.664 / 0.729; split digits, 5 chunks, 0.190 / 0.880 / 0.751 / 0.835. The cost is in
+  domain-incremental streams: permuted digits 0.488 / 0.848 / 0.860 / 0.850. DER++ keeps the
+  paper's α = 1, β = 0.5: its label term already holds the old classes.
 """
 
 from __future__ import annotations
@@ -71,7 +80,7 @@ class DER(Learner):
     description = "dark experience replay: matches the logits stored in a reservoir buffer"
     paper = "Buzzega et al. 2020, Dark Experience for General Continual Learning (NeurIPS)"
 
-    def __init__(self, model: nn.Module, *, mem_size: int = 500, alpha: float = 1.0,
+    def __init__(self, model: nn.Module, *, mem_size: int = 500, alpha: float = 3.0,
                  replay_batch: int | None = None, **base) -> None:
         super().__init__(model, **base)
         self.mem_size, self.alpha, self.replay_batch = mem_size, alpha, replay_batch
