@@ -40,7 +40,10 @@ STREAMS: dict[str, dict] = {
     "digits-til5": {"dataset": {"name": "digits"}, "scenario": {"name": "task_incremental", "n_chunks": 5}},
     "digits-dil20": {"dataset": {"name": "digits"}, "scenario": {"name": "domain_incremental", "n_chunks": 20}},
     "digits-online": {"dataset": {"name": "digits"}, "scenario": {"name": "online", "n_chunks": 5}},
+    "digits-online10": {"dataset": {"name": "digits"}, "scenario": {"name": "online", "n_chunks": 10}},
     "mnist1d-cil5": {"dataset": {"name": "mnist1d"}, "scenario": {"name": "class_incremental", "n_chunks": 5}},
+    "mnist1d-online": {"dataset": {"name": "mnist1d"}, "scenario": {"name": "online", "n_chunks": 5}},
+    "mnist1d-dil10": {"dataset": {"name": "mnist1d"}, "scenario": {"name": "domain_incremental", "n_chunks": 10}},
     "blobs-cil5": {"dataset": {"name": "blobs"}, "scenario": {"name": "class_incremental", "n_chunks": 5}},
     "fmnist-cil5": {"dataset": {"name": "fashion_mnist"}, "scenario": {"name": "class_incremental", "n_chunks": 5}},
     "fmnist-dil5": {"dataset": {"name": "fashion_mnist"}, "scenario": {"name": "domain_incremental", "n_chunks": 5}},
@@ -121,9 +124,10 @@ def main() -> None:
         bad = check(stream, res)
         problems += bad
         print("\n" + ("\n".join(f"- {b}" for b in bad) or "- bar met") + "\n", flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), "seeds": seeds,
-                                          "results": results, "problems": problems}, indent=1))
+        # written after every stream, so that an interrupted run keeps what it measured
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), "seeds": seeds,
+                                              "results": results, "problems": problems}, indent=1))
     print(f"{len(problems)} problem(s)")
 
 

@@ -289,6 +289,20 @@ def fake_sweep(tmp_path: Path, rows: dict[str, dict[int, tuple[float, float]]], 
     return root, plan
 
 
+def test_a_learner_near_chance_only_at_its_boundaries_learns_late_and_is_not_the_least_forgetful(tmp_path):
+    # learning accuracy 0.27 (near chance 0.25) but task 0 ends at 0.9: final 0.585, forgetting -0.63
+    late = make_run(tmp_path, "late", "cls_er", {0: (0.27, 0.9), 1: (0.27, 0.9)})
+    real = make_run(tmp_path, "real", "er", {0: (0.9, 0.6), 1: (0.85, 0.5)})
+    result = compare_runs([late, real], tmp_path / "cmp")
+    assert result.verdict.startswith("er forgets least")
+    assert "cls_er learns late (learning accuracy 0.270 near chance 0.250, final accuracy 0.585" in result.verdict
+    assert "never learned" not in result.verdict and "cls_er forgets least" not in result.verdict
+    from lifelong.evaluate.health import run_warnings
+    view = load_run(late)
+    warnings = run_warnings([], view.metrics, view.meta, 0.25)
+    assert any(w.startswith("cls_er learns late") for w in warnings) and not any("never learned" in w for w in warnings)
+
+
 def test_sweep_summary_stars_intervals_banner_and_verdict(tmp_path):
     from lifelong.experiments.sweep.summary import write_summary
 

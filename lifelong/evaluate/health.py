@@ -79,17 +79,34 @@ def _num(v: Any) -> float:
 NEAR_CHANCE = 0.1
 
 
-def never_learned(learning_accuracy: float, chance: float) -> bool:
-    """True when the learning accuracy is within :data:`NEAR_CHANCE` of the way from chance to 1.
+def _near_chance(value: float, chance: float) -> bool:
+    value, chance = _num(value), _num(chance)
+    return not (math.isnan(value) or math.isnan(chance)) and value < chance + NEAR_CHANCE * (1 - chance)
+
+
+def never_learned(learning_accuracy: float, chance: float, final: float = math.nan) -> bool:
+    """True when the learning accuracy is within :data:`NEAR_CHANCE` of the way from chance to 1, and
+    so is the final accuracy when it is given.
 
     Examples
     --------
     >>> never_learned(0.15, 0.1), never_learned(0.5, 0.1), never_learned(float("nan"), 0.1)
     (True, False, False)
+    >>> never_learned(0.1, 0.1, final=0.12), never_learned(0.1, 0.1, final=0.32)
+    (True, False)
     """
-    if math.isnan(_num(learning_accuracy)) or math.isnan(_num(chance)):
-        return False
-    return learning_accuracy < chance + NEAR_CHANCE * (1 - chance)
+    return _near_chance(learning_accuracy, chance) and (math.isnan(_num(final)) or _near_chance(final, chance))
+
+
+def learns_late(learning_accuracy: float, final: float, chance: float) -> bool:
+    """True when the learning accuracy stays near chance but the final accuracy does not: the model
+    judged at each boundary lags the training (a slow weight average, a class learnt only from
+    replay), so the run learned, only late, and its forgetting measures nothing.
+
+    >>> learns_late(0.1, 0.32, 0.1), learns_late(0.1, 0.12, 0.1), learns_late(0.9, 0.5, 0.1)
+    (True, False, False)
+    """
+    return _near_chance(learning_accuracy, chance) and not math.isnan(_num(final)) and not _near_chance(final, chance)
 
 
 def run_warnings(records: list[Record], metrics: dict[str, Any], meta: dict[str, Any], chance: float) -> list[str]:
@@ -97,7 +114,12 @@ def run_warnings(records: list[Record], metrics: dict[str, Any], meta: dict[str,
     out = []
     learner = str(meta.get("learner", ""))
     la = (metrics.get("summary", {}).get("learning_accuracy") or [math.nan])[0]
-    if never_learned(la, chance):
+    final = (metrics.get("summary", {}).get("acc") or [math.nan])[0]
+    if learns_late(la, final, chance):
+        out.append(f"{learner} learns late: its learning accuracy {la:.3f} stays near chance ({chance:.3f}) but it "
+                   f"ends at {final:.3f}; the model judged at each boundary lags its training (a slow weight "
+                   "average, or classes learnt only through replay), so its forgetting is no measure of stability")
+    elif never_learned(la, chance, final):
         out.append(f"{learner} never learned: its learning accuracy {la:.3f} stays near chance ({chance:.3f}); "
                    "its forgetting and final accuracy say nothing about continual learning. Check the "
                    "learning rate and epochs ([train]) and the input scale (standardize = true for your own data)")

@@ -11,7 +11,7 @@ from typing import Any
 from lifelong.data.datasets import dataset_available
 from lifelong.experiments.config import RunConfig, from_dict, override
 from lifelong.learn.methods import LEARNERS, hyperparameters
-from lifelong.report.view import never_learned
+from lifelong.report.view import learns_late, never_learned
 
 #: The main job: the forgetting baseline, replay, and the best learner available, with the joint upper bound.
 DEMO_LEARNERS = ("naive", "er", "cls_er", "joint")
@@ -48,8 +48,9 @@ def demo_configs(flags: dict[str, Any]) -> tuple[str, list[RunConfig]]:
 def verdict(name: str, metrics: dict[str, Any]) -> str:
     """One line on how a demo learner did, judged on learning accuracy (LA) and final accuracy together.
 
-    A learner whose LA stays near chance never learned, and is called that, never "keeps what it
-    learned"; otherwise forgetting says how much of what it learned it kept.
+    A learner whose LA and final accuracy stay near chance never learned, and is called that, never
+    "keeps what it learned"; one whose LA alone stays near chance learns late (its forgetting is
+    then no measure); otherwise forgetting says how much of what it learned it kept.
 
     Examples
     --------
@@ -57,6 +58,8 @@ def verdict(name: str, metrics: dict[str, Any]) -> str:
     '         x: learning accuracy 0.12, final accuracy 0.11 -> never learned (learning accuracy near chance, 0.10)'
     >>> verdict("y", {"summary": {"forgetting": [0.05], "acc": [0.9], "learning_accuracy": [0.95]}, "chance": 0.1})
     '         y: forgetting 0.05, final accuracy 0.90 -> keeps what it learned'
+    >>> verdict("z", {"summary": {"forgetting": [-0.04], "acc": [0.32], "learning_accuracy": [0.1]}, "chance": 0.1})
+    '         z: learning accuracy 0.10, final accuracy 0.32 -> learns late (learning accuracy near chance, 0.10, but it ends above; its forgetting measures nothing)'
     """
     summary = metrics["summary"]
     f, final = summary["forgetting"][0], summary["acc"][0]
@@ -67,7 +70,10 @@ def verdict(name: str, metrics: dict[str, Any]) -> str:
         if never_learned(final, chance):
             return f"{name:>10}: final accuracy {final:.2f} -> never learned (near chance, {chance:.2f})"
         return f"{name:>10}: final accuracy {final:.2f} -> the upper reference (trained on all chunks at once)"
-    if never_learned(la, chance):
+    if learns_late(la, final, chance):
+        return (f"{name:>10}: learning accuracy {la:.2f}, final accuracy {final:.2f} -> learns late (learning "
+                f"accuracy near chance, {chance:.2f}, but it ends above; its forgetting measures nothing)")
+    if never_learned(la, chance, final):
         return (f"{name:>10}: learning accuracy {la:.2f}, final accuracy {final:.2f} -> never learned "
                 f"(learning accuracy near chance, {chance:.2f})")
     words = "forgets most of what it learned" if f > 0.5 else ("forgets some" if f > 0.2 else "keeps what it learned")

@@ -22,7 +22,7 @@ from typing import Any
 
 from lifelong.errors import DataError
 from lifelong.log import Record, read_log
-from lifelong.evaluate.health import NEAR_CHANCE, never_learned  # noqa: F401 (part of the view API)
+from lifelong.evaluate.health import NEAR_CHANCE, learns_late, never_learned  # noqa: F401 (part of the view API)
 from lifelong.report.format import LOWER_IS_BETTER, num
 
 #: The 0.975 quantile of Student's t with ``df`` degrees of freedom, for ``df = 1..30``.
@@ -213,10 +213,17 @@ def chance_level(meta: Mapping[str, Any]) -> float:
 
 
 def learned(view: RunView) -> str | None:
-    """``"never learned (learning accuracy X near chance Y)"`` for a run whose mean learning accuracy
-    is near chance (:func:`never_learned`); None when it learned or either number is unknown."""
-    la = num((view.metrics.get("summary", {}).get("learning_accuracy") or [math.nan])[0])
+    """Why a run's forgetting cannot be judged, or None when it can (or a number is unknown):
+    ``"never learned (learning accuracy X near chance Y)"`` when its learning and final accuracies are
+    near chance (:func:`never_learned`); ``"learns late (...)"`` when only its learning accuracy is
+    (:func:`learns_late`): it ends above chance, but its forgetting measures nothing."""
+    summary = view.metrics.get("summary", {})
+    la = num((summary.get("learning_accuracy") or [math.nan])[0])
+    final = num((summary.get("acc") or [math.nan])[0])
     chance = chance_level(view.meta)
-    if never_learned(la, chance):
+    if learns_late(la, final, chance):
+        return (f"learns late (learning accuracy {la:.3f} near chance {chance:.3f}, final accuracy {final:.3f}: "
+                "its forgetting measures nothing)")
+    if never_learned(la, chance, final):
         return f"never learned (learning accuracy {la:.3f} near chance {chance:.3f})"
     return None
