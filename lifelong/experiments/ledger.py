@@ -44,6 +44,7 @@ rerun (orderings are never rewritten: a failed ordering is a finding, not a band
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,6 +251,8 @@ class Outcome:
     forgetting_seeds: list[float]
     wall_time_s: float
     online_seeds: list[float] = field(default_factory=list)
+    #: the 1-minute load average when the entry finished: a wall time is comparable only on a quiet machine
+    load_1m: float = math.nan
 
     @property
     def acc(self) -> float:
@@ -309,7 +312,7 @@ def run_entry(entry: Entry, cache: dict | None = None) -> Outcome:
         forgets.append(float(m["forgetting"]))
         online.append(float(online_accuracy(records, seed)))
     wall = (time.perf_counter() - t0) / len(cfg.seeds)
-    return Outcome(entry, accs, forgets, wall, online)
+    return Outcome(entry, accs, forgets, wall, online, os.getloadavg()[0])
 
 
 @dataclass
@@ -364,7 +367,7 @@ def record(suite: Suite, outcomes: list[Outcome]) -> None:
             "acc": round(o.acc, 4), "acc_std": round(o.acc_std, 4), "acc_seeds": _rounded(o.acc_seeds),
             "forgetting": round(o.forgetting, 4) if not math.isnan(o.forgetting) else "nan",
             "forgetting_seeds": _rounded(o.forgetting_seeds), "online_acc_seeds": _rounded(o.online_seeds),
-            "wall_time_s": round(o.wall_time_s, 2),
+            "wall_time_s": round(o.wall_time_s, 2), "load_1m": round(o.load_1m, 2),
         }
     suite.path.write_text(tomli_w.dumps(suite.raw), encoding="utf-8")
 
@@ -384,13 +387,14 @@ def _recorded_margins(suite: Suite, order: Order) -> str:
 def markdown_table(suite: Suite) -> str:
     """The suite's expected and last observed values, and its orderings, as Markdown (for BENCHMARKS.md)."""
     lines = [f"**{suite.name}** ({suite.tier} tier, seeds {list(suite.seeds)}): {suite.description}", "",
-             "| learner | expected ACC | observed ACC (mean ± std) | expected forgetting | s/seed |",
+             "| learner | expected ACC | observed ACC (mean ± std) | expected forgetting | s/seed (load) |",
              "|---|---|---|---|---|"]
     for e in suite.entries:
         o = e.observed
         obs = f"{o['acc']:.3f} ± {o['acc_std']:.3f}" if "acc" in o else "not run"
         forget = f"{e.forgetting:.3f} ± {e.forgetting_tol:.3f}" if e.forgetting is not None else "-"
-        lines.append(f"| {e.key} | {e.acc:.3f} ± {e.tol:.3f} | {obs} | {forget} | {o.get('wall_time_s', '')} |")
+        wall = f"{o.get('wall_time_s', '')}" + (f" ({o['load_1m']})" if "load_1m" in o else "")
+        lines.append(f"| {e.key} | {e.acc:.3f} ± {e.tol:.3f} | {obs} | {forget} | {wall} |")
     if suite.orders:
         lines += ["", "| ordering (checked on every seed) | recorded margin per seed | why |", "|---|---|---|"]
         for o in suite.orders:

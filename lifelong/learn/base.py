@@ -15,6 +15,7 @@ an update rule of its own writes ``observe`` (with :meth:`Learner.record_seen` a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -223,8 +224,10 @@ class Learner:
 
     # -- helpers the methods call -------------------------------------------------------------
     def check_batch(self, batch: Batch) -> None:
-        if batch.y.numel() and (int(batch.y.min()) < 0 or int(batch.y.max()) >= self.n_classes):
-            raise DataError(f"labels must lie in [0, {self.n_classes - 1}], got {batch.y.min()}..{batch.y.max()}")
+        if batch.y.numel():
+            lo, hi = torch.aminmax(batch.y)  # one reduction for both ends
+            if int(lo) < 0 or int(hi) >= self.n_classes:
+                raise DataError(f"labels must lie in [0, {self.n_classes - 1}], got {int(lo)}..{int(hi)}")
 
     def train_mode(self) -> None:
         """Put the model in training mode; a no-op (no module walk) when it already is."""
@@ -251,7 +254,7 @@ class Learner:
     def check_finite(self, loss: Tensor, what: str = "training loss", fix: str = "lower the learning rate or "
                      "the method's regularisation strength") -> None:
         """Raise :class:`TrainingDiverged` when ``loss`` is NaN or infinite."""
-        if not torch.isfinite(loss):
+        if not math.isfinite(loss.item()):  # one scalar read; the step is never taken on a NaN
             raise TrainingDiverged(
                 f"{self.name}: the {what} became {float(loss.detach())} after {self.n_observed} samples; {fix}"
             )
@@ -264,10 +267,38 @@ class Learner:
         self.opt.step()
 
     def context(self, batch: Batch) -> StepContext:
-        """Check ``batch``, enter training mode and run the forward pass the terms share."""
+        """Check ``batch``, enter training mode, let the replay terms draw their batches
+        (:meth:`~lifelong.learn.terms.Term.draw`) and run the step's forward pass.
+
+        With replay batches and a network without batch statistics (:attr:`fused_forward`), the
+        incoming and replay inputs go through the network in one call and the logits are split:
+        the losses are the same means as with one call per batch, for one forward and one backward
+        pass per step. With BatchNorm each batch gets its own call, as in the papers, so that its
+        statistics are those of that batch alone.
+        """
         self.check_batch(batch)
         self.train_mode()
-        return StepContext(self, batch, self.model(batch.x))  # logits (B, C)
+        drawn = [(t, t.draw(self, len(batch))) for t in self.loss_terms if t.draws]
+        drawn = [(t, bs) for t, bs in drawn if bs] if drawn else drawn
+        if not drawn:
+            return StepContext(self, batch, self.model(batch.x))  # logits (B, C)
+        if not self.fused_forward:
+            logits = self.model(batch.x)
+            return StepContext(self, batch, logits, replays={id(t): [(b, self.model(b.x)) for b in bs] for t, bs in drawn})
+        xs = [batch.x] + [b.x for _, bs in drawn for b in bs]
+        parts = iter(self.model(torch.cat(xs)).split([len(x) for x in xs]))
+        logits = next(parts)
+        return StepContext(self, batch, logits, replays={id(t): [(b, next(parts)) for b in bs] for t, bs in drawn})
+
+    @property
+    def fused_forward(self) -> bool:
+        """True when incoming and replay batches may share one forward pass: the network has no
+        batch-statistics layer, so each sample's logits do not depend on the others in its call."""
+        fused = getattr(self, "_fused_forward", None)
+        if fused is None:
+            fused = self._fused_forward = not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                                  for m in self.model.modules())
+        return fused
 
     def update(self, ctx: StepContext) -> Tensor:
         """One SGD step on the sum of ``loss_terms``; returns (and sets ``ctx.loss`` to) the first

@@ -128,8 +128,9 @@ class TensorMemory:
 
 class ReservoirMemory(TensorMemory):
     """Reservoir sampling (Vitter 1985): after ``n`` samples every one of them is stored with
-    probability ``capacity / n``. Vectorised over the batch; within a batch, when two samples draw
-    the same slot the later one wins, exactly as the sequential algorithm would.
+    probability ``capacity / n``. One generator call per batch draws every sample's uniform; within
+    a batch, when two samples draw the same slot the later one wins, exactly as the sequential
+    algorithm would, and the kept rows are written in one indexed copy.
     """
 
     def add(self, batch: Batch, **fields: Tensor) -> None:
@@ -139,21 +140,21 @@ class ReservoirMemory(TensorMemory):
             return
         self._allocate(batch, fields)
         # t: how many samples preceded each incoming one; sample i is kept at slot t if the memory
-        # is still filling, else at a uniform slot in [0, t] if that slot is < capacity.
-        t = self.n_seen + torch.arange(b)
-        u = torch.rand(b, generator=self.generator, dtype=torch.float64)
-        j = torch.minimum((u * (t + 1)).long(), t)
-        slots = torch.where(t < self.capacity, t, j)
-        rows = torch.arange(b)
-        keep = slots < self.capacity
-        slots, rows = slots[keep], rows[keep]
-        if slots.numel() > 1:
-            listed = slots.tolist()
-            if len(set(listed)) < len(listed):  # later writes win: keep the last row per slot
-                last = {s: i for i, s in enumerate(listed)}
-                win = torch.tensor(sorted(last.values()))
-                slots, rows = slots[win], rows[win]
-        self._write(slots, rows, batch, fields)
+        # is still filling, else at a uniform slot in [0, t] if that slot is < capacity. The b
+        # uniforms are one draw of the generator; the slot arithmetic is the same double-precision
+        # product and truncation in Python as in torch, without a dozen tiny tensor ops per step.
+        u = torch.rand(b, generator=self.generator, dtype=torch.float64).tolist()
+        last: dict[int, int] = {}  # slot -> the last row that drew it (later writes win)
+        for i, ui in enumerate(u):
+            t = self.n_seen + i
+            slot = t if t < self.capacity else min(int(ui * (t + 1)), t)
+            if slot < self.capacity:
+                last[slot] = i
+        if last:
+            order = sorted(last.items(), key=lambda kv: kv[1])  # in row order, as before
+            slots = torch.tensor([k for k, _ in order], dtype=torch.int64)
+            rows = torch.tensor([v for _, v in order], dtype=torch.int64)
+            self._write(slots, rows, batch, fields)
         self.n_seen += b
         self.size = min(self.capacity, self.n_seen)
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -53,13 +53,17 @@ class StepContext:
 
     ``logits`` is ``learner.model(batch.x)``, (B, n_classes), computed once before any term runs;
     ``loss`` is set by :meth:`~lifelong.learn.base.Learner.update` to the value of the first term
-    (the incoming batch's loss, without replay or penalties).
+    (the incoming batch's loss, without replay or penalties). ``replays`` maps ``id(term)`` to the
+    replay batches that term drew (:meth:`Term.draw`) with their logits, when
+    :meth:`~lifelong.learn.base.Learner.context` ran their forward pass together with the incoming
+    batch's; a term missing from it draws and forwards on its own (:meth:`Term.replayed`).
     """
 
     learner: Learner
     batch: Batch
     logits: Tensor
     loss: Tensor | None = None
+    replays: dict[int, list[tuple[Batch, Tensor]]] = field(default_factory=dict)
 
 
 class Term:
@@ -79,6 +83,9 @@ class Term:
     needs_boundaries: ClassVar[bool] = False
     #: True: backpropagated after ``after_backward``, apart from the summed loss
     separate: ClassVar[bool] = False
+    #: True when the term trains on replay batches it draws in :meth:`draw` (their forward pass can
+    #: then share one call with the incoming batch's)
+    draws: ClassVar[bool] = False
 
     def bind(self, learner: Learner) -> None:
         """Allocate state from the learner's base attributes (model, seed, n_classes, lr); called
@@ -88,6 +95,20 @@ class Term:
         """The term's scalar value, or None when it contributes nothing this step (nothing is
         added, so an inactive term leaves the loss bit-for-bit unchanged)."""
         raise NotImplementedError
+
+    def draw(self, learner: Learner, n_incoming: int) -> list[Batch]:
+        """The replay batches this step trains on (none: an empty list), drawn before any forward
+        pass of the step; only for terms with ``draws = True``."""
+        return []
+
+    def replayed(self, ctx: StepContext) -> list[tuple[Batch, Tensor]]:
+        """This term's replay batches of the step with their logits ``(b, n_classes)``: those
+        :meth:`~lifelong.learn.base.Learner.context` drew and forwarded with the incoming batch, or,
+        for a context built without them, drawn now and forwarded one by one."""
+        pairs = ctx.replays.get(id(self))
+        if pairs is None:
+            pairs = [(b, ctx.learner.model(b.x)) for b in self.draw(ctx.learner, len(ctx.batch))]
+        return pairs
 
     def after_backward(self, ctx: StepContext) -> None:
         """Called after the summed loss's backward pass, before the separate terms and the step."""
@@ -165,21 +186,27 @@ class ReplayCE(Term):
     """
 
     name = "replay_ce"
+    draws = True
 
     def __init__(self, *, weight: float = 1.0, replay_batch: int | None = None) -> None:
         if replay_batch is not None and replay_batch < 1:
             raise ConfigError(f"replay_ce: replay_batch must be >= 1, got {replay_batch}")
         self.weight, self.replay_batch = weight, replay_batch
 
-    def __call__(self, ctx: StepContext) -> Tensor | None:
-        learner = ctx.learner
+    def draw(self, learner: Learner, n_incoming: int) -> list[Batch]:
         if learner.memory is None:
             raise ConfigError(f"{learner.name}: the replay_ce term replays from the learner's memory and "
                               f"{learner.name!r} has none; use a replay learner such as er")
         if not len(learner.memory):
+            return []
+        return [learner.memory.sample(self.replay_batch or n_incoming, learner.generator)]
+
+    def __call__(self, ctx: StepContext) -> Tensor | None:
+        pairs = self.replayed(ctx)
+        if not pairs:
             return None
-        mb = learner.memory.sample(self.replay_batch or len(ctx.batch), learner.generator)
-        loss = learner.ce(learner.model(mb.x), mb.y, mb.task)
+        mb, logits = pairs[0]
+        loss = ctx.learner.ce(logits, mb.y, mb.task)
         return loss if self.weight == 1.0 else self.weight * loss
 
 

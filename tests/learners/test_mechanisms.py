@@ -187,9 +187,9 @@ def test_derpp_loss_is_alpha_mse_on_one_draw_plus_beta_ce_on_another():
     ce = F.cross_entropy(batch.x @ W.T, batch.y)
     term = alpha * mse + beta * ce2
 
-    ctx = learner.context(batch)
-    probe = torch.Generator()
+    probe = torch.Generator()  # the draws happen in context(), before the forward pass
     probe.set_state(learner.generator.get_state())
+    ctx = learner.context(batch)
     value = learner.term("logit_replay")(ctx)
     assert torch.allclose(value.detach(), term.detach(), atol=1e-6)
 

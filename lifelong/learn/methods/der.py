@@ -55,22 +55,29 @@ class LogitReplay(Term):
     """
 
     name = "logit_replay"
+    draws = True
 
     def __init__(self, *, alpha: float = 1.0, beta: float | None = None, replay_batch: int | None = None) -> None:
         self.alpha, self.beta, self.replay_batch = alpha, beta, replay_batch
 
-    def __call__(self, ctx: StepContext) -> Tensor | None:
-        learner = ctx.learner
+    def draw(self, learner: Learner, n_incoming: int) -> list[Batch]:
         if not len(learner.memory):
-            return None
-        n = self.replay_batch or len(ctx.batch)
+            return []
+        n = self.replay_batch or n_incoming
         first = learner.memory.sample(n, learner.generator)
-        second = learner.memory.sample(n, learner.generator) if self.beta is not None else None
-        logit = self.alpha * F.mse_loss(learner.model(first.x), first.extras["logits"])
-        if second is None:
+        return [first] if self.beta is None else [first, learner.memory.sample(n, learner.generator)]
+
+    def __call__(self, ctx: StepContext) -> Tensor | None:
+        pairs = self.replayed(ctx)
+        if not pairs:
+            return None
+        (first, z1), *rest = pairs
+        logit = self.alpha * F.mse_loss(z1, first.extras["logits"])
+        if not rest:
             return logit
+        second, z2 = rest[0]
         # the two replay terms are summed first, then added to the incoming loss
-        return logit + self.beta * learner.ce(learner.model(second.x), second.y, second.task)
+        return logit + self.beta * ctx.learner.ce(z2, second.y, second.task)
 
 
 class DER(Learner):

@@ -52,16 +52,22 @@ class PowerLawReplay(Term):
     no past group has stored samples."""
 
     name = "powerlaw_replay"
+    draws = True
 
     def __init__(self, *, replay_batch: int | None = None) -> None:
         self.replay_batch = replay_batch
 
-    def __call__(self, ctx: StepContext) -> Tensor | None:
-        learner = ctx.learner
+    def draw(self, learner: Learner, n_incoming: int) -> list[Batch]:
         if not len(learner.past_groups()):
+            return []
+        return [learner.draw_replay(self.replay_batch or n_incoming)]
+
+    def __call__(self, ctx: StepContext) -> Tensor | None:
+        pairs = self.replayed(ctx)
+        if not pairs:
             return None
-        mb = learner.draw_replay(self.replay_batch or len(ctx.batch))
-        return learner.ce(learner.model(mb.x), mb.y, mb.task)
+        mb, logits = pairs[0]
+        return ctx.learner.ce(logits, mb.y, mb.task)
 
 
 class PowerLaw(Learner):

@@ -1,0 +1,184 @@
+"""Wall time of each method against the compute limit, measured side by side in one process.
+
+The compute limit is the same number of SGD steps on preloaded batches, with each step's incoming
+and replay samples in one forward pass (two replay draws for DER++), no buffer work, no checks and
+no logging: what the hardware must do for that method's arithmetic. Beside it, in the same rounds:
+
+- ``lifelong``: ``iter_run`` with the JSONL log writer, exactly as ``lifelong run`` trains (boundary
+  evaluations included; the limit runs the same evaluations);
+- for ER, a bare hand-written loop with two forward passes (incoming, then replay), the usual way
+  such a loop is written.
+
+Stream: Split Fashion-MNIST class-IL (5 chunks of 2 classes, one epoch, MLP 784-256-256-10, SGD
+lr 0.05, memory 500) or Split digits when Fashion-MNIST is absent. Batch 32 and batch 10 (the
+online setting, where per-step cost shows most). Rounds are interleaved (limit, lifelong, bare,
+limit, ...) so that load changes hit all alike; the table gives medians, the ratio of medians and
+the min-max over rounds. The 1-minute load average is printed beside the figures.
+
+Peers (Avalanche, Mammoth) are not run here: they need torchvision, which has no CPU build for
+this machine's torch pin; ``issue 13`` asks for them in throwaway environments.
+
+Writes benchmarks/results/speed.json and prints a Markdown table. Never asserts on time.
+Run: ``.venv/bin/python benchmarks/speed.py [--methods er,derpp] [--batches 32,10] [--rounds 5]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from lifelong.data.datasets import dataset_available, load_dataset
+from lifelong.data.scenarios import class_incremental
+from lifelong.learn.loop import LoopConfig, iter_run
+from lifelong.learn.methods import make_learner
+from lifelong.learn.nets import mlp
+from lifelong.log import RunLog
+from lifelong.seeding import derive_seed
+
+OUT = Path(__file__).parent / "results" / "speed.json"
+#: per method: how many replay draws of the incoming batch's size each step trains on
+REPLAY_DRAWS = {"naive": 0, "er": 1, "er_ace": 1, "der": 1, "derpp": 2, "agem": 1, "ewc": 0, "lwf": 0}
+#: extra forward passes of the method's arithmetic the limit includes (LwF's teacher; A-GEM's reference
+#: gradient is a second backward of its replay batch, counted as a separate pass)
+SEPARATE_PASSES = {"agem": 1, "lwf": 1}
+
+
+def make_stream(seed: int = 0):
+    name = "fashion_mnist" if dataset_available("fashion_mnist") else "digits"
+    return name, class_incremental(load_dataset(name), n_chunks=5, seed=seed)
+
+
+def through_lifelong(stream, method: str, batch: int, seed: int = 0) -> float:
+    kw = {"mem_size": 500} if REPLAY_DRAWS.get(method) or method == "agem" else {}
+    learner = make_learner(method, mlp(stream.input_shape, 10, seed=seed), seed=seed, **kw)
+    with tempfile.TemporaryDirectory() as d, RunLog(Path(d) / "log.jsonl") as log:
+        t0 = time.perf_counter()
+        for rec in iter_run(stream, learner, LoopConfig(batch_size=batch), seed=seed):
+            log.write(rec)
+        return time.perf_counter() - t0
+
+
+def _evaluate(model, stream) -> None:
+    with torch.no_grad():
+        model.eval()
+        for ev in stream.eval_sets:
+            for e in range(0, len(ev), 2048):
+                model(ev.x[e : e + 2048]).argmax(1)
+        model.train()
+
+
+def compute_limit(stream, method: str, batch: int, seed: int = 0) -> float:
+    """The method's SGD arithmetic alone: preloaded batches, one forward over incoming + replay."""
+    model = mlp(stream.input_shape, 10, seed=seed)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    draws, separate = REPLAY_DRAWS.get(method, 0), SEPARATE_PASSES.get(method, 0)
+    teacher = mlp(stream.input_shape, 10, seed=seed + 1) if method == "lwf" else None
+    # preloaded: every step's incoming batch and its replay samples, drawn before timing
+    plan = []
+    for chunk in stream.chunks:
+        order = torch.randperm(len(chunk), generator=torch.Generator().manual_seed(derive_seed(seed, f"limit/{chunk.index}")))
+        for s in range(0, len(chunk), batch):
+            idx = order[s : s + batch]
+            extra = torch.randint(len(chunk), (len(idx) * draws,), generator=torch.Generator().manual_seed(s))
+            plan.append((chunk.x[torch.cat([idx, extra])], chunk.y[torch.cat([idx, extra])], len(idx)))
+        plan.append(None)  # boundary: evaluate
+    t0 = time.perf_counter()
+    for item in plan:
+        if item is None:
+            _evaluate(model, stream)
+            continue
+        x, y, n = item
+        logits = model(x)
+        loss = F.cross_entropy(logits[:n], y[:n])
+        if len(y) > n:
+            loss = loss + F.cross_entropy(logits[n:], y[n:])
+        if teacher is not None:
+            with torch.no_grad():
+                teacher(x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for _ in range(separate if teacher is None else 0):  # A-GEM: the reference gradient's pass
+            F.cross_entropy(model(x[n:] if len(y) > n else x), y[n:] if len(y) > n else y).backward()
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def bare_two_pass_er(stream, batch: int, seed: int = 0) -> float:
+    """ER as a notebook would write it: incoming, then replay, each with its own forward pass."""
+    model = mlp(stream.input_shape, 10, seed=seed)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    gen = torch.Generator().manual_seed(seed)
+    cap, seen = 500, 0
+    buf_x, buf_y = torch.zeros(cap, *stream.input_shape), torch.zeros(cap, dtype=torch.int64)
+    t0 = time.perf_counter()
+    for chunk in stream.chunks:
+        order = torch.randperm(len(chunk), generator=torch.Generator().manual_seed(derive_seed(seed, f"shuffle/{chunk.index}/0")))
+        for s in range(0, len(chunk), batch):
+            idx = order[s : s + batch]
+            x, y = chunk.x[idx], chunk.y[idx]
+            loss = F.cross_entropy(model(x), y)
+            size = min(seen, cap)
+            if size:
+                j = torch.randint(size, (len(idx),), generator=gen)
+                loss = loss + F.cross_entropy(model(buf_x[j]), buf_y[j])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            t = seen + torch.arange(len(y))
+            slot = torch.where(t < cap, t, (torch.rand(len(y), generator=gen) * (t + 1)).long())
+            keep = slot < cap
+            buf_x[slot[keep]], buf_y[slot[keep]] = x[keep], y[keep]
+            seen += len(y)
+        _evaluate(model, stream)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--methods", default="er,derpp,agem,ewc,lwf")
+    ap.add_argument("--batches", default="32,10")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("THREADS", "1")))
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    data, stream = make_stream()
+    rows = []
+    print(f"stream: split {data}, {sum(len(c) for c in stream.chunks)} training samples; threads {args.threads}; "
+          f"load {os.getloadavg()[0]:.2f}\n")
+    print("| method | batch | limit s | lifelong s | lifelong / limit (min-max) | bare two-pass ER / limit |")
+    print("|---|---|---|---|---|---|")
+    for batch in (int(b) for b in args.batches.split(",")):
+        for method in args.methods.split(","):
+            times: dict[str, list[float]] = {"limit": [], "lifelong": [], "bare": []}
+            for _ in range(args.rounds):
+                times["limit"].append(compute_limit(stream, method, batch))
+                times["lifelong"].append(through_lifelong(stream, method, batch))
+                if method == "er":
+                    times["bare"].append(bare_two_pass_er(stream, batch))
+            lim = statistics.median(times["limit"])
+            ratios = [a / b for a, b in zip(times["lifelong"], times["limit"], strict=True)]
+            row = {"method": method, "batch": batch, "limit_s": lim, "lifelong_s": statistics.median(times["lifelong"]),
+                   "ratio": statistics.median(times["lifelong"]) / lim, "ratio_min": min(ratios), "ratio_max": max(ratios),
+                   "bare_ratio": statistics.median(times["bare"]) / lim if times["bare"] else None,
+                   "load_1m": os.getloadavg()[0], "times": times}
+            rows.append(row)
+            bare = f"{row['bare_ratio']:.2f}" if row["bare_ratio"] else "-"
+            print(f"| {method} | {batch} | {lim:.2f} | {row['lifelong_s']:.2f} | {row['ratio']:.2f} "
+                  f"({row['ratio_min']:.2f}-{row['ratio_max']:.2f}) | {bare} |", flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), "data": data,
+                                          "threads": args.threads, "rounds": args.rounds, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
