@@ -165,7 +165,11 @@ def iter_run(
         for epoch in range(cfg.epochs):
             # Shuffling depends only on (seed, chunk, epoch), so a resumed run reshuffles identically.
             g = torch.Generator().manual_seed(derive_seed(seed, f"shuffle/{chunk.index}/{epoch}"))
-            batches = list(chunk.batches(cfg.batch_size, g))
+            # Lazy: one batch at a time (the permutation is drawn at the first one), except when the
+            # near-future accuracy must look ahead.
+            batches = chunk.batches(cfg.batch_size, g)
+            if cfg.near_future:
+                batches = list(batches)
             for i, batch in enumerate(batches):
                 if chunk.index in sleeping:
                     s, extra = sleep_step(learner, batch, g)
