@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
     "derpp-no-logit-term": (
         "lifelong/learn/methods/der.py",
-        'logit = self.alpha * F.mse_loss(learner.model(first.x), first.extras["logits"])',
-        'logit = 0.0 * F.mse_loss(learner.model(first.x), first.extras["logits"])',
+        'logit = self.alpha * F.mse_loss(z1, first.extras["logits"])',
+        'logit = 0.0 * F.mse_loss(z1, first.extras["logits"])',
         ["tests/learners/test_mechanisms.py"],
     ),
     "ewc-never-consolidates": (
@@ -63,8 +63,8 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "biased-reservoir": (
         "lifelong/learn/memory.py",
-        "        j = torch.minimum((u * (t + 1)).long(), t)\n",
-        "        j = torch.minimum((u * 0 + torch.arange(b)).long(), t)\n",
+        "            slot = t if t < self.capacity else min(int(ui * (t + 1)), t)\n",
+        "            slot = t if t < self.capacity else min(i, t)\n",
         ["tests/test_memory.py", "tests/contract/test_memories.py"],
     ),
 }
