@@ -201,3 +201,30 @@ def test_derpp_loss_is_alpha_mse_on_one_draw_plus_beta_ce_on_another():
     # without the logit term the step would differ
     (g_no_logits,) = torch.autograd.grad(ce + beta * ce2, W)
     assert not torch.allclose(weight_of(learner), w - lr * g_no_logits, atol=1e-4)
+
+
+def test_ewc_fisher_from_one_backward_equals_per_sample_gradients():
+    """The Linear-layer shortcut ((δ∘δ)ᵀ(a∘a)) gives the same squared gradients as torch.func."""
+    from torch.func import functional_call, grad, vmap
+
+    from lifelong.learn.methods.ewc import linear_squared_grads
+    from lifelong.learn.nets import mlp
+
+    model = mlp((5,), 4, hidden=(7, 6), seed=3)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(9, 5, generator=g)
+    target = F.one_hot(torch.randint(4, (9,), generator=g), 4).bool()
+    allowed = torch.ones(9, 4, dtype=torch.bool)
+    allowed[:3, 3] = False  # a task mask on three samples (their targets must be allowed)
+    target[:3] = F.one_hot(torch.tensor([0, 1, 2]), 4).bool()
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def log_prob(p, xi, ti, ai):
+        out = functional_call(model, p, (xi.unsqueeze(0),))[0].masked_fill(~ai, float("-inf"))
+        return torch.where(ti, F.log_softmax(out, 0), 0.0).sum()
+
+    per_sample = vmap(grad(log_prob), in_dims=(None, 0, 0, 0))(params, x, target, allowed)
+    fast = linear_squared_grads(model, x, target, allowed)
+    assert fast is not None and set(fast) == set(params)
+    for k in params:
+        assert torch.allclose(fast[k], (per_sample[k] ** 2).sum(0), atol=1e-6), k
