@@ -235,3 +235,13 @@ def test_memory_note_hyphens_and_kept_hyper_parameters_on_the_command_line(tmp_p
     assert notes == ["note: --learner naive replaces cls_er: dropped its [learner] hyper-parameters mem_size, reg_weight",
                      "note: naive has no memory; --memory ignored"]
     assert "mem_size" not in (tmp_path / "runs" / "naive" / "config.toml").read_text()
+
+
+@pytest.mark.slow
+def test_name_prefixes_the_run_directories_of_the_built_in_comparison(tmp_path):
+    proc = run_cli(tmp_path, "run", "--dataset", "blobs", "--learner", "naive", "--n-chunks", "2", "--epochs", "1",
+                   "--seeds", "0", "--name", "mine")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "runs" / "mine-naive" / "metrics.json").is_file()
+    assert not (tmp_path / "runs" / "demo-naive").exists()
+    assert "mine-naive/report.md" in proc.stdout.replace("\n", "")

@@ -182,7 +182,7 @@ def run(
         for line in run_notes(m):
             if not line.startswith("protocol:"):
                 console.print(line, markup=False)
-    console.print(f"reports: {', '.join(str(runs / f'demo-{n}' / 'report.md') for n in results)}")
+    console.print(f"reports: {', '.join(str(runs / cfg.name / 'report.md') for cfg in configs)}")
 
 
 @app.command("list")

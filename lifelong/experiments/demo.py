@@ -25,20 +25,21 @@ def default_dataset() -> str:
 
 
 def demo_configs(flags: dict[str, Any]) -> tuple[str, list[RunConfig]]:
-    """The dataset and one run config per demo learner (``demo-<learner>``), with the command's flags applied.
+    """The dataset and one run config per demo learner (``<name>-<learner>``, ``name`` defaulting
+    to ``demo``), with the command's flags applied.
 
     ``flags`` are :func:`lifelong.experiments.config.override`'s keywords; ``learner`` (one learner
-    instead of the demo's) and ``dataset`` choose what runs, ``name`` is ignored.
+    instead of the demo's) and ``dataset`` choose what runs, ``name`` prefixes the run names.
     """
     flags = dict(flags)
     learner = flags.pop("learner", None)
     learners = [learner] if learner is not None else [n for n in DEMO_LEARNERS if n in LEARNERS]
     dataset = flags.pop("dataset", None) or default_dataset()
-    flags.pop("name", None)
+    prefix = flags.pop("name", None) or "demo"
     base = from_dict({"name": "demo", "dataset": {"name": dataset}, "scenario": {"name": "class_incremental", "n_chunks": 5}})
     configs = []
     for name in learners:
-        cfg = override(base, learner=name, name=f"demo-{name}", **flags)
+        cfg = override(base, learner=name, name=f"{prefix}-{name}", **flags)
         if "mem_size" in hyperparameters(LEARNERS[name]):
             cfg = override(cfg, mem_size=flags.get("mem_size") or DEMO_MEMORY)
         configs.append(cfg)
