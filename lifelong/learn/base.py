@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from lifelong.data import Batch
 from lifelong.errors import CheckpointError, ConfigError, DataError, LifelongError
 from lifelong.learn.memory import TensorMemory
+from lifelong.learn.nets import has_batch_statistics
 from lifelong.learn.terms import IncomingCE, StepContext, Term, build_terms
 from lifelong.registry import Registry
 from lifelong.seeding import derive_seed
@@ -178,6 +179,9 @@ class Learner:
         if not lr > 0:
             raise ConfigError(f"lr must be > 0, got {lr}")
         self.model = model
+        #: incoming and replay batches share one forward call (see :meth:`context`) unless the
+        #: network has batch statistics, where each sample's logits depend on its call
+        self.fused_forward = not has_batch_statistics(model)
         self.lr, self.momentum, self.weight_decay, self.seed = lr, momentum, weight_decay, seed
         self.opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
         self.generator = torch.Generator().manual_seed(derive_seed(seed, "learner"))
@@ -270,7 +274,7 @@ class Learner:
         """Check ``batch``, enter training mode, let the replay terms draw their batches
         (:meth:`~lifelong.learn.terms.Term.draw`) and run the step's forward pass.
 
-        With replay batches and a network without batch statistics (:attr:`fused_forward`), the
+        With replay batches and a network without batch statistics (``fused_forward``), the
         incoming and replay inputs go through the network in one call and the logits are split:
         the losses are the same means as with one call per batch, for one forward and one backward
         pass per step. With BatchNorm each batch gets its own call, as in the papers, so that its
@@ -278,27 +282,16 @@ class Learner:
         """
         self.check_batch(batch)
         self.train_mode()
-        drawn = [(t, t.draw(self, len(batch))) for t in self.loss_terms if t.draws]
-        drawn = [(t, bs) for t, bs in drawn if bs] if drawn else drawn
+        drawn = [(t, bs) for t in self.loss_terms if t.draws and (bs := t.draw(self, len(batch)))]
         if not drawn:
             return StepContext(self, batch, self.model(batch.x))  # logits (B, C)
-        if not self.fused_forward:
-            logits = self.model(batch.x)
-            return StepContext(self, batch, logits, replays={id(t): [(b, self.model(b.x)) for b in bs] for t, bs in drawn})
         xs = [batch.x] + [b.x for _, bs in drawn for b in bs]
-        parts = iter(self.model(torch.cat(xs)).split([len(x) for x in xs]))
-        logits = next(parts)
-        return StepContext(self, batch, logits, replays={id(t): [(b, next(parts)) for b in bs] for t, bs in drawn})
-
-    @property
-    def fused_forward(self) -> bool:
-        """True when incoming and replay batches may share one forward pass: the network has no
-        batch-statistics layer, so each sample's logits do not depend on the others in its call."""
-        fused = getattr(self, "_fused_forward", None)
-        if fused is None:
-            fused = self._fused_forward = not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
-                                                  for m in self.model.modules())
-        return fused
+        if self.fused_forward:
+            outs = iter(self.model(torch.cat(xs)).split([len(x) for x in xs]))
+        else:
+            outs = iter([self.model(x) for x in xs])  # incoming first, then each replay batch
+        logits = next(outs)
+        return StepContext(self, batch, logits, replays={id(t): [(b, next(outs)) for b in bs] for t, bs in drawn})
 
     def update(self, ctx: StepContext) -> Tensor:
         """One SGD step on the sum of ``loss_terms``; returns (and sets ``ctx.loss`` to) the first

@@ -46,6 +46,12 @@ def init_parameters(module: nn.Module, generator: torch.Generator) -> None:
                 nn.init.uniform_(m.bias, -bound, bound, generator=generator)
 
 
+def has_batch_statistics(model: nn.Module) -> bool:
+    """True when a layer of ``model`` normalises with batch statistics (BatchNorm), so that a
+    sample's output depends on the other samples of its forward call."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 def _materialise(net: nn.Module, seed: int) -> nn.Module:
     net = net.to_empty(device="cpu")
     init_parameters(net, torch.Generator().manual_seed(int(seed)))

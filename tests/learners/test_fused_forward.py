@@ -47,7 +47,7 @@ def count_calls(model: nn.Module) -> list[int]:
 def test_one_call_per_step_with_the_same_update_as_one_call_per_batch(cls):
     fused = cls(mlp((4,), 3, hidden=(8,), seed=0), mem_size=12, seed=0)
     apart = copy.deepcopy(fused)
-    apart._fused_forward = False
+    apart.fused_forward = False
     calls = count_calls(fused.model)
     calls_apart = count_calls(apart.model)
     stream = batches(6)

@@ -34,6 +34,7 @@ from lifelong.data import Batch
 from lifelong.errors import ConfigError
 from lifelong.learn.base import Learner
 from lifelong.learn.memory import ReservoirMemory
+from lifelong.learn.nets import has_batch_statistics
 from lifelong.learn.terms import TERMS, IncomingCE, QuadraticPenalty, StepContext, Term
 from lifelong.seeding import derive_seed
 
@@ -50,8 +51,7 @@ def linear_squared_grads(model: nn.Module, x: Tensor, target: Tensor, allowed: T
     """
     linears = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
     owned = {id(p) for m in linears.values() for p in m.parameters(recurse=False)}
-    if any(id(p) not in owned for p in model.parameters()) or any(
-            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+    if any(id(p) not in owned for p in model.parameters()) or has_batch_statistics(model):
         return None
     inputs: dict[str, Tensor] = {}
     outputs: dict[str, Tensor] = {}
