@@ -47,9 +47,12 @@ from lifelong.seeding import derive_seed
 OUT = Path(__file__).parent / "results" / "speed.json"
 #: per method: how many replay draws of the incoming batch's size each step trains on
 REPLAY_DRAWS = {"naive": 0, "er": 1, "er_ace": 1, "der": 1, "derpp": 2, "agem": 1, "ewc": 0, "lwf": 0}
-#: extra forward-backward passes of the method's arithmetic the limit includes (A-GEM's reference
-#: gradient on its replay batch); LwF's teacher forward pass is added apart
-SEPARATE_PASSES = {"agem": 1}
+#: A-GEM's reference gradient: its own forward-backward pass on ``ref_batch`` (default 256) memory
+#: samples at every step after the first chunk (the paper's A-GEM has no reference in chunk 0)
+AGEM_REF_BATCH = 256
+#: EWC's Fisher sample per chunk (``fisher_samples``): one forward-backward over it at each boundary,
+#: and the penalty's closed-form gradient (two element-wise passes) at every step after the first
+EWC_FISHER_SAMPLES = 1000
 
 
 def make_stream(seed: int = 0):
@@ -77,11 +80,19 @@ def _evaluate(model, stream) -> None:
 
 
 def compute_limit(stream, method: str, batch: int, seed: int = 0) -> float:
-    """The method's SGD arithmetic alone: preloaded batches, one forward over incoming + replay."""
+    """The method's arithmetic alone: preloaded batches, one forward over incoming + replay.
+
+    What each method must compute is included: A-GEM's reference pass (on 256 memory samples, from
+    the second chunk on), LwF's teacher forward pass, EWC's Fisher pass at each boundary and its
+    penalty gradient. Left out: buffer writes, sampling, checks, logging and any Python around them.
+    """
     model = mlp(stream.input_shape, 10, seed=seed)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    draws, separate = REPLAY_DRAWS.get(method, 0), SEPARATE_PASSES.get(method, 0)
+    draws = REPLAY_DRAWS.get(method, 0)
     teacher = mlp(stream.input_shape, 10, seed=seed + 1) if method == "lwf" else None
+    params = list(model.parameters())
+    weights = [torch.rand_like(p) for p in params]  # EWC: a stand-in importance and anchor
+    pull = [w * p.detach() for w, p in zip(weights, params, strict=True)]
     # preloaded: every step's incoming batch and its replay samples, drawn before timing
     plan = []
     for chunk in stream.chunks:
@@ -89,14 +100,22 @@ def compute_limit(stream, method: str, batch: int, seed: int = 0) -> float:
         for s in range(0, len(chunk), batch):
             idx = order[s : s + batch]
             extra = torch.randint(len(chunk), (len(idx) * draws,), generator=torch.Generator().manual_seed(s))
-            plan.append((chunk.x[torch.cat([idx, extra])], chunk.y[torch.cat([idx, extra])], len(idx)))
-        plan.append(None)  # boundary: evaluate
+            ref = None
+            if method == "agem" and chunk.index > 0:
+                j = torch.randint(len(chunk), (AGEM_REF_BATCH,), generator=torch.Generator().manual_seed(s))
+                ref = (chunk.x[j], chunk.y[j])
+            both = torch.cat([idx, extra])
+            plan.append((chunk.x[both], chunk.y[both], len(idx), ref, method == "ewc" and chunk.index > 0))
+        plan.append(chunk.x[:EWC_FISHER_SAMPLES] if method == "ewc" else None)  # boundary: (Fisher,) evaluate
     t0 = time.perf_counter()
     for item in plan:
-        if item is None:
+        if not isinstance(item, tuple):
+            if item is not None:  # EWC's Fisher: one forward-backward over the chunk's sample
+                model.zero_grad(set_to_none=True)
+                F.log_softmax(model(item), 1).max(1).values.sum().backward()
             _evaluate(model, stream)
             continue
-        x, y, n = item
+        x, y, n, ref, penalty = item
         logits = model(x)
         loss = F.cross_entropy(logits[:n], y[:n])
         if len(y) > n:
@@ -106,8 +125,12 @@ def compute_limit(stream, method: str, batch: int, seed: int = 0) -> float:
                 teacher(x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        for _ in range(separate):  # A-GEM: the reference gradient's pass on the replay samples
-            F.cross_entropy(model(x[n:]), y[n:]).backward()
+        if ref is not None:  # A-GEM: the reference gradient's pass on the memory samples
+            F.cross_entropy(model(ref[0]), ref[1]).backward()
+        if penalty:
+            grads = [p.grad for p in params]
+            torch._foreach_addcmul_(grads, weights, params)
+            torch._foreach_sub_(grads, pull)
         opt.step()
     return time.perf_counter() - t0
 

@@ -185,6 +185,12 @@ def rotate(x: Tensor, degrees: float) -> Tensor:
     return restore(out)
 
 
+def _permuted(x: Tensor, rows: Tensor, perm: Tensor) -> Tensor:
+    """``x[rows]`` with its flattened features permuted by ``perm``: one copy when ``rows`` is every row."""
+    flat = x.flatten(1) if len(rows) == len(x) else x[rows].flatten(1)
+    return torch.index_select(flat, 1, perm).view(len(rows), *x.shape[1:])
+
+
 def domain_incremental(
     ds: Dataset, *, n_chunks: int = 5, transform: str = "permutation", seed: int = 0,
     angles: Sequence[float] | None = None, first_identity: bool = False,
@@ -203,20 +209,20 @@ def domain_incremental(
     for i in range(n_chunks):
         tr = _subsample(torch.arange(len(ds.y_train)), train_per_chunk, seed, f"train/{i}")
         te = _subsample(torch.arange(len(ds.y_test)), test_per_chunk, seed, f"test/{i}")
-        xtr, xte = ds.x_train[tr], ds.x_test[te]
         g = torch.Generator().manual_seed(derive_seed(seed, f"domain/{i}"))
         if transform == "permutation":
-            d = xtr[0].numel()
+            d = ds.x_train[0].numel()
             perm = torch.arange(d) if (first_identity and i == 0) else torch.randperm(d, generator=g)
-            xtr = xtr.flatten(1)[:, perm].view_as(xtr)
-            xte = xte.flatten(1)[:, perm].view_as(xte)
+            xtr, xte = _permuted(ds.x_train, tr, perm), _permuted(ds.x_test, te, perm)
             params.append(f"perm{i}")
         else:
             if angles is not None:
                 angle = float(angles[i])
             else:
                 angle = 0.0 if (first_identity and i == 0) else float(torch.rand((), generator=g)) * 180.0
-            xtr, xte = rotate(xtr, angle), rotate(xte, angle)
+            full_tr, full_te = len(tr) == len(ds.y_train), len(te) == len(ds.y_test)  # rotate reads, never writes
+            xtr = rotate(ds.x_train if full_tr else ds.x_train[tr], angle)
+            xte = rotate(ds.x_test if full_te else ds.x_test[te], angle)
             params.append(round(angle, 3))
         name = f"{transform}{i}_0"
         chunks.append(Chunk(i, xtr, ds.y_train[tr], classes, None, name))

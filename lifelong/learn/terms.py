@@ -233,11 +233,13 @@ class QuadraticPenalty:
     def __init__(self) -> None:
         self.importance: dict[str, Tensor] = {}
         self.anchor: dict[str, Tensor] = {}
+        self._fused: tuple | None = None  # add_grad's factors, rebuilt when importance or anchor change
 
     def __bool__(self) -> bool:
         return bool(self.importance)
 
     def consolidate(self, model: nn.Module, importance: dict[str, Tensor], *, mode: str = "sum", gamma: float = 1.0) -> None:
+        self._fused = None
         for name, p in model.named_parameters():
             if name not in importance:
                 continue
@@ -263,6 +265,7 @@ class QuadraticPenalty:
         step. Above the cap that step overshoots the anchor, and past twice the cap SGD diverges.
         Capped, one penalty step moves a weight at most back to its anchor.
         """
+        self._fused = None
         if strength > 0:
             for w in self.importance.values():
                 w.clamp_(max=1.0 / (2.0 * lr * strength))
@@ -274,11 +277,63 @@ class QuadraticPenalty:
                 total = total + (self.importance[name] * (p - self.anchor[name]) ** 2).sum()
         return total
 
+    @torch.no_grad()
+    def add_grad(self, model: nn.Module, strength: float) -> None:
+        """Add the exact gradient of ``strength·Σ_k Ω_k (θ_k − θ*_k)²`` to every parameter's
+        ``.grad``, without autograd: ``2·strength·Ω∘θ − 2·strength·Ω∘θ*``, whose two factors are
+        kept from the last consolidation, so a step costs two fused element-wise passes (the same
+        numbers as backpropagating :meth:`__call__`, up to rounding)."""
+        if self._fused is None or self._fused[0] != strength:
+            names = [k for k, _ in model.named_parameters() if k in self.importance]
+            scaled = [2.0 * strength * self.importance[k] for k in names]
+            self._fused = (strength, names, scaled, [w * self.anchor[k] for w, k in zip(scaled, names, strict=True)])
+        _, names, scaled, pull = self._fused
+        if not names:
+            return
+        params = dict(model.named_parameters())
+        ps = [params[k] for k in names]
+        for p in ps:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        grads = [p.grad for p in ps]
+        torch._foreach_addcmul_(grads, scaled, ps)
+        torch._foreach_sub_(grads, pull)
+
     def state_dict(self) -> dict:
         return {"importance": dict(self.importance), "anchor": dict(self.anchor)}
 
     def load_state_dict(self, state: dict) -> None:
         self.importance, self.anchor = dict(state["importance"]), dict(state["anchor"])
+        self._fused = None
+
+
+class QuadraticTerm(Term):
+    """A term whose loss is ``strength·Σ_k Ω_k (θ_k − θ*_k)²`` (:class:`QuadraticPenalty`): EWC,
+    SI, MAS and L2.
+
+    Its gradient is closed-form, so the term adds it in :meth:`after_backward`
+    (:meth:`QuadraticPenalty.add_grad`) rather than through autograd: ``__call__`` contributes no
+    loss to the backward pass, and :meth:`value` gives the penalty's value for inspection. The
+    SGD step is the one of the summed loss; only the autograd graph over every parameter is saved.
+    Subclasses set ``self.penalty`` in :meth:`bind` and define :attr:`strength`.
+    """
+
+    penalty: QuadraticPenalty
+
+    @property
+    def strength(self) -> float:
+        raise NotImplementedError
+
+    def value(self, ctx: StepContext) -> Tensor | None:
+        """The penalty's value at the current parameters (None before the first consolidation)."""
+        return self.strength * self.penalty(ctx.learner.model) if self.penalty else None
+
+    def __call__(self, ctx: StepContext) -> Tensor | None:
+        return None  # the gradient is added in after_backward
+
+    def after_backward(self, ctx: StepContext) -> None:
+        if self.penalty:
+            self.penalty.add_grad(ctx.learner.model, self.strength)
 
 
 def distillation(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:

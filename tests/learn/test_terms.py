@@ -251,3 +251,32 @@ def test_consolidate_counts_the_replayed_batch_before_its_update():
     assert s.n_correct == int((logits.argmax(1) == mb.y).sum())
     assert s.loss_sum == pytest.approx(float(F.cross_entropy(logits, mb.y)) * 6, rel=1e-5)
     assert not torch.equal(learner.predict(mb.x), logits)  # then it trained on it
+
+
+def test_quadratic_penalty_add_grad_equals_the_autograd_gradient_of_its_value():
+    from lifelong.learn.terms import QuadraticPenalty
+
+    net = mlp((5,), 3, hidden=(4,), seed=0)
+    gen = torch.Generator().manual_seed(1)
+    pen = QuadraticPenalty()
+    pen.consolidate(net, {k: torch.rand(p.shape, generator=gen) for k, p in net.named_parameters()})
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn(p.shape, generator=gen))
+    pen.consolidate(net, {k: torch.rand(p.shape, generator=gen) for k, p in net.named_parameters()})  # sum of two
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn(p.shape, generator=gen))
+    expected = torch.autograd.grad(3.0 * pen(net), list(net.parameters()))
+    for p in net.parameters():
+        p.grad = torch.ones_like(p)  # add_grad adds to what is there
+    pen.add_grad(net, 3.0)
+    for p, e in zip(net.parameters(), expected, strict=True):
+        assert torch.allclose(p.grad, e + 1.0, atol=1e-5)
+    pen.cap(3.0, lr=0.5)  # a capped importance must not reuse the factors of the uncapped one
+    capped = torch.autograd.grad(3.0 * pen(net), list(net.parameters()))
+    net.zero_grad(set_to_none=True)
+    pen.add_grad(net, 3.0)
+    assert any(not torch.allclose(c, e) for c, e in zip(capped, expected, strict=True))
+    for p, c in zip(net.parameters(), capped, strict=True):
+        assert torch.allclose(p.grad, c, atol=1e-5)

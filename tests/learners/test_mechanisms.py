@@ -55,7 +55,7 @@ def test_ewc_fisher_and_penalty_equal_a_hand_computation_on_a_two_parameter_netw
         learner.model.head.weight.copy_(theta)
     ctx = learner.context(Batch(x, y))
     expected = 0.5 * lam * (fisher * (theta - star) ** 2).sum()
-    value = learner.term("ewc")(ctx)
+    value = learner.term("ewc").value(ctx)
     assert value is not None and float(value.detach()) > 0
     assert torch.allclose(value.detach(), expected, atol=1e-6)
 
@@ -107,7 +107,7 @@ def test_mas_importance_is_per_sample_and_accumulates_over_chunks():
     with torch.no_grad():
         learner.model.head.weight.copy_(theta)
     xb, yb = torch.tensor([[1.0, -2.0], [0.3, 0.7]]), torch.tensor([1, 0])
-    value = learner.term("mas")(learner.context(Batch(xb, yb)))
+    value = learner.term("mas").value(learner.context(Batch(xb, yb)))
     assert torch.allclose(value.detach(), lam * (omega * (theta - star2) ** 2).sum(), atol=1e-6)
     w = theta.clone().requires_grad_(True)
     (g_ce,) = torch.autograd.grad(F.cross_entropy(xb @ w.T, yb), w)

@@ -103,12 +103,13 @@ class AGEM(Learner):
             mb = self.memory.sample(self.ref_batch, self.generator)
             g_ref = self.flat_grad(self.ce(self.model(mb.x), mb.y, mb.task))
             self.n_reference += 1
-            self.n_projected += int(torch.dot(g, g_ref) < 0)
-            g = project(g, g_ref)
+            projected = project(g, g_ref)
+            self.n_projected += int(projected is not g)
+            g = projected
         self.opt.zero_grad(set_to_none=True)
         offset = 0
-        for p in self.params:  # write the (projected) flat gradient back, then a plain SGD step
-            p.grad = g[offset : offset + p.numel()].view_as(p).clone()
+        for p in self.params:  # the (projected) flat gradient's views as .grad, then a plain SGD step
+            p.grad = g[offset : offset + p.numel()].view_as(p)
             offset += p.numel()
         self.opt.step()
         (self.memory if self.write_through else self.pending).add(batch)

@@ -51,7 +51,7 @@ from lifelong.errors import ConfigError
 from lifelong.learn.base import Learner
 from lifelong.learn.memory import ReservoirMemory
 from lifelong.learn.nets import has_batch_statistics
-from lifelong.learn.terms import TERMS, IncomingCE, QuadraticPenalty, StepContext, Term
+from lifelong.learn.terms import TERMS, IncomingCE, QuadraticPenalty, QuadraticTerm
 from lifelong.seeding import derive_seed
 
 
@@ -98,7 +98,7 @@ def linear_squared_grads(model: nn.Module, x: Tensor, target: Tensor, allowed: T
 
 
 @TERMS.register("ewc")
-class EWCPenalty(Term):
+class EWCPenalty(QuadraticTerm):
     """``(λ/2)·Σ_k F_k (θ_k − θ*_k)²``, with the Fisher consolidated at each chunk boundary on a
     reservoir sample of the chunk (its options are EWC's hyper-parameters)."""
 
@@ -116,10 +116,11 @@ class EWCPenalty(Term):
         self.penalty = QuadraticPenalty()
         self.chunk_sample = ReservoirMemory(self.fisher_samples, seed=derive_seed(learner.seed, "fisher-sample"))
 
-    def __call__(self, ctx: StepContext) -> Tensor | None:
-        return 0.5 * self.ewc_lambda * self.penalty(ctx.learner.model) if self.penalty else None
+    @property
+    def strength(self) -> float:
+        return 0.5 * self.ewc_lambda
 
-    def after_update(self, ctx: StepContext) -> None:
+    def after_update(self, ctx) -> None:
         self.chunk_sample.add(ctx.batch)
 
     def fisher_diagonal(self, learner: Learner, batch: Batch, chunk_size: int = 256) -> dict[str, Tensor]:

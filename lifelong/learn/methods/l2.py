@@ -34,14 +34,14 @@ Deviations
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from lifelong.learn.base import Learner
-from lifelong.learn.terms import TERMS, IncomingCE, QuadraticPenalty, StepContext, Term
+from lifelong.learn.terms import TERMS, IncomingCE, QuadraticPenalty, QuadraticTerm
 
 
 @TERMS.register("l2")
-class L2Penalty(Term):
+class L2Penalty(QuadraticTerm):
     """``(λ/2)·Σ_k (θ_k − θ*_k)²`` with ``θ*`` the weights at the last chunk boundary."""
 
     name = "l2"
@@ -53,8 +53,9 @@ class L2Penalty(Term):
     def bind(self, learner: Learner) -> None:
         self.penalty = QuadraticPenalty()
 
-    def __call__(self, ctx: StepContext) -> Tensor | None:
-        return 0.5 * self.l2_lambda * self.penalty(ctx.learner.model) if self.penalty else None
+    @property
+    def strength(self) -> float:
+        return 0.5 * self.l2_lambda
 
     def end_chunk(self, learner: Learner) -> None:
         ones = {k: torch.ones_like(p) for k, p in learner.model.named_parameters()}

@@ -54,12 +54,12 @@ from torch.func import functional_call, grad, vmap
 from lifelong.data import Batch
 from lifelong.learn.base import Learner
 from lifelong.learn.memory import ReservoirMemory
-from lifelong.learn.terms import TERMS, IncomingCE, QuadraticPenalty, StepContext, Term
+from lifelong.learn.terms import TERMS, IncomingCE, QuadraticPenalty, QuadraticTerm, StepContext
 from lifelong.seeding import derive_seed
 
 
 @TERMS.register("mas")
-class MASPenalty(Term):
+class MASPenalty(QuadraticTerm):
     """``λ·Σ_k Ω_k (θ_k − θ*_k)²`` with MAS's output-sensitivity importance, estimated at each
     boundary on a reservoir sample of the chunk."""
 
@@ -73,8 +73,9 @@ class MASPenalty(Term):
         self.penalty = QuadraticPenalty()
         self.chunk_sample = ReservoirMemory(self.importance_samples, seed=derive_seed(learner.seed, "mas-sample"))
 
-    def __call__(self, ctx: StepContext) -> Tensor | None:
-        return self.mas_lambda * self.penalty(ctx.learner.model) if self.penalty else None
+    @property
+    def strength(self) -> float:
+        return self.mas_lambda
 
     def after_update(self, ctx: StepContext) -> None:
         self.chunk_sample.add(ctx.batch)

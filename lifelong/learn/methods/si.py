@@ -37,20 +37,19 @@ import torch
 from torch import Tensor, nn
 
 from lifelong.learn.base import Learner
-from lifelong.learn.terms import TERMS, IncomingCE, QuadraticPenalty, StepContext, Term
+from lifelong.learn.terms import TERMS, IncomingCE, QuadraticPenalty, QuadraticTerm, StepContext
 
 
 @TERMS.register("si")
-class SIPenalty(Term):
+class SIPenalty(QuadraticTerm):
     """``c·Σ_k Ω_k (θ_k − θ̃_k)²`` with SI's path-integral importance.
 
-    A separate term: the learner backpropagates it after the other terms, so :meth:`after_backward`
-    records ``g``, the gradient of the task loss alone; :meth:`after_update` adds ``−g·Δθ`` to ``ω``.
+    :meth:`after_backward` first records ``g``, the gradient of the task loss alone, then adds the
+    penalty's gradient; :meth:`after_update` adds ``−g·Δθ`` to ``ω``.
     """
 
     name = "si"
     needs_boundaries = True
-    separate = True
 
     def __init__(self, *, c: float = 0.5, xi: float = 1.0) -> None:
         self.c, self.xi = c, xi
@@ -63,13 +62,15 @@ class SIPenalty(Term):
         self._g: dict[str, Tensor] = {}  # this step's task-loss gradient
         self._before: dict[str, Tensor] = {}  # θ before this step's update
 
-    def __call__(self, ctx: StepContext) -> Tensor | None:
-        return self.c * self.penalty(ctx.learner.model) if self.penalty else None
+    @property
+    def strength(self) -> float:
+        return self.c
 
     def after_backward(self, ctx: StepContext) -> None:
         params = dict(ctx.learner.model.named_parameters())
         self._g = {k: p.grad.detach().clone() for k, p in params.items() if p.grad is not None}  # task loss only
         self._before = {k: p.detach().clone() for k, p in params.items()}
+        super().after_backward(ctx)  # then the penalty's gradient
 
     def after_update(self, ctx: StepContext) -> None:
         params = dict(ctx.learner.model.named_parameters())
@@ -100,7 +101,7 @@ class SIPenalty(Term):
 
 
 class SI(Learner):
-    """No memory. Terms: ``CE(batch)``, then the separate SI penalty."""
+    """No memory. Terms: ``CE(batch) + SI penalty`` (the penalty's gradient added after the task gradient is read)."""
 
     name = "si"
     description = "synaptic intelligence: path-integral importance, quadratic penalty"
