@@ -18,6 +18,10 @@ the min-max over rounds. The 1-minute load average is printed beside the figures
 Peers (Avalanche, Mammoth) are not run here: they need torchvision, which has no CPU build for
 this machine's torch pin; ``issue 13`` asks for them in throwaway environments.
 
+Peak resident memory: each method is also run once more through ``lifelong`` in a fresh process
+(``--peak-memory``, on by default), beside a process that only imports torch and builds the stream;
+the difference is what training adds (network, optimiser, buffers, stored logits, Fisher, log).
+
 Writes benchmarks/results/speed.json and prints a Markdown table. Never asserts on time.
 Run: ``.venv/bin/python benchmarks/speed.py [--methods er,derpp] [--batches 32,10] [--rounds 5]``.
 """
@@ -29,6 +33,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -165,6 +171,18 @@ def bare_two_pass_er(stream, batch: int, seed: int = 0) -> float:
     return time.perf_counter() - t0
 
 
+def peak_rss_mb(which: str, method: str = "", batch: int = 0, threads: int = 1) -> float:
+    """Peak resident memory (MB) of a fresh process that builds the stream and, unless ``which`` is
+    ``"data"``, trains ``method`` through ``lifelong`` once."""
+    code = ("import sys, resource, torch; sys.path.insert(0, sys.argv[1]); import speed; "
+            f"torch.set_num_threads({threads}); _, st = speed.make_stream(); "
+            + ("" if which == "data" else f"speed.through_lifelong(st, {method!r}, {batch}); ")
+            + "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], check=True,
+                         capture_output=True, text=True)
+    return int(out.stdout.split()[-1]) / 1024  # Linux reports KiB
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--methods", default="er,derpp,agem,ewc,lwf")
@@ -172,14 +190,18 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("THREADS", "1")))
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--no-peak-memory", dest="peak_memory", action="store_false")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data, stream = make_stream()
     rows = []
     print(f"stream: split {data}, {sum(len(c) for c in stream.chunks)} training samples; threads {args.threads}; "
           f"load {os.getloadavg()[0]:.2f}\n")
-    print("| method | batch | limit s | lifelong s | lifelong / limit (min-max) | bare two-pass ER / limit |")
-    print("|---|---|---|---|---|---|")
+    base_mb = peak_rss_mb("data", threads=args.threads) if args.peak_memory else None
+    if base_mb is not None:
+        print(f"peak RSS of a process holding only torch and the stream: {base_mb:.0f} MB\n")
+    print("| method | batch | limit s | lifelong s | lifelong / limit (min-max) | bare two-pass ER / limit | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|")
     for batch in (int(b) for b in args.batches.split(",")):
         for method in args.methods.split(","):
             times: dict[str, list[float]] = {"limit": [], "lifelong": [], "bare": []}
@@ -193,14 +215,17 @@ def main() -> None:
             row = {"method": method, "batch": batch, "limit_s": lim, "lifelong_s": statistics.median(times["lifelong"]),
                    "ratio": statistics.median(times["lifelong"]) / lim, "ratio_min": min(ratios), "ratio_max": max(ratios),
                    "bare_ratio": statistics.median(times["bare"]) / lim if times["bare"] else None,
-                   "load_1m": os.getloadavg()[0], "times": times}
+                   "load_1m": os.getloadavg()[0], "times": times,
+                   "peak_mb": peak_rss_mb("lifelong", method, batch, args.threads) if args.peak_memory else None}
             rows.append(row)
             bare = f"{row['bare_ratio']:.2f}" if row["bare_ratio"] else "-"
+            peak = f"{row['peak_mb']:.0f}" if row["peak_mb"] else "-"
             print(f"| {method} | {batch} | {lim:.2f} | {row['lifelong_s']:.2f} | {row['ratio']:.2f} "
-                  f"({row['ratio_min']:.2f}-{row['ratio_max']:.2f}) | {bare} |", flush=True)
+                  f"({row['ratio_min']:.2f}-{row['ratio_max']:.2f}) | {bare} | {peak} |", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), "data": data,
-                                          "threads": args.threads, "rounds": args.rounds, "rows": rows}, indent=1))
+                                          "threads": args.threads, "rounds": args.rounds, "data_only_peak_mb": base_mb,
+                                          "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

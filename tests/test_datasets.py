@@ -497,3 +497,17 @@ def test_file_missing_things(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)  # as if the extra were not installed
     with pytest.raises(DataError, match=r"pip install 'lifelong\[files\]'"):
         load_dataset("file", path=tmp_path / "t.csv", label="y")
+
+
+@pytest.mark.parametrize("row", [0, 9, 10, 11, 99])
+def test_nonfinite_rows_are_found_in_every_block(row):
+    """The finiteness check runs in blocks (the whole-tensor check doubled peak memory); a bad value
+    in any block, at a block's edge included, is reported at its row."""
+    from lifelong.data.core import Dataset, first_nonfinite_row
+
+    x = torch.zeros(100, 7)
+    assert first_nonfinite_row(x, block=70) is None
+    x[row, 6] = float("nan") if row % 2 else float("-inf")
+    assert first_nonfinite_row(x, block=70) == row  # 10 rows per block
+    with pytest.raises(DataError, match=f"row {row}"):
+        Dataset("toy", x, torch.zeros(100, dtype=torch.int64), torch.zeros(2, 7), torch.zeros(2, dtype=torch.int64))

@@ -32,7 +32,7 @@ from lifelong.evaluate.health import run_warnings
 from lifelong.evaluate.lifetimes import STE_DIR, l2m_section
 from lifelong.experiments.config import RunConfig, load_config
 from lifelong.experiments.experts import run_experts
-from lifelong.experiments.runner import build_run, load_data, loop_config, torch_threads
+from lifelong.experiments.runner import BuiltRun, build_run, load_data, loop_config, torch_threads
 from lifelong.experiments.runner import iter_seed as run_records
 from lifelong.learn.base import TrainingDiverged
 from lifelong.learn.methods import LEARNERS
@@ -103,10 +103,12 @@ def scale_hint(records: Iterator[Record], ds: Dataset | None) -> Iterator[Record
 
 def iter_seed(
     cfg: RunConfig, ds: Dataset, seed: int, run_dir: Path | None, log: RunLog | None, state: dict | None = None,
+    *, built: BuiltRun | None = None,
 ) -> Iterator[tuple[Record, Stream]]:
     """Run one seed (:func:`lifelong.experiments.runner.iter_seed`), writing records to ``log`` and
-    a checkpoint after every chunk; yields each record with the seed's stream."""
-    run = build_run(cfg, seed, ds)
+    a checkpoint after every chunk; yields each record with the seed's stream. ``built`` is this
+    seed's run when the caller has built it already (it is not built twice)."""
+    run = build_run(cfg, seed, ds) if built is None else built
     n_chunks = run.n_chunks
     for rec in scale_hint(run_records(run, state=state), ds):
         if log is not None:
@@ -145,7 +147,9 @@ def _execute(cfg: RunConfig, run_dir: Path, *, resume: bool, on_progress: Callab
     # checked against the signatures already; this catches what only the builders can see, e.g.
     # a split the dataset cannot make), so a bad request leaves no half-made run directory behind.
     # The resolved protocol goes into config.toml: a rerun from it does the same.
-    cfg = replace(cfg, train=build_run(cfg, cfg.seeds[0], ds).train)
+    # That first run is kept and trained: the stream is not built twice.
+    first: BuiltRun | None = build_run(cfg, cfg.seeds[0], ds)
+    cfg = replace(cfg, train=first.train)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         for old in (run_dir / "checkpoints").glob("seed*.pt"):
@@ -173,7 +177,8 @@ def _execute(cfg: RunConfig, run_dir: Path, *, resume: bool, on_progress: Callab
             state = states.get(seed)
             if state is not None and state["finished"]:
                 continue
-            for rec, stream in iter_seed(cfg, ds, seed, run_dir, log, state):
+            built, first = (first, None) if seed == cfg.seeds[0] else (None, None)
+            for rec, stream in iter_seed(cfg, ds, seed, run_dir, log, state, built=built):
                 if on_progress is not None and rec.kind == "train":
                     n_chunks = 1 if joint else len(stream.chunks)
                     chunk_len = len(stream.chunks[min(rec.chunk, len(stream.chunks) - 1)])

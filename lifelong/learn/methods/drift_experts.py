@@ -55,7 +55,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from river import drift as river_drift
 from torch import Tensor, nn
 
 from lifelong.data import Batch
@@ -130,6 +129,8 @@ class DriftExperts(Learner):
         return sel
 
     def _new_detector(self) -> Any:
+        from river import drift as river_drift  # imported here: river (with sklearn) takes ~1 s to import
+
         if self.detector_name == "adwin":
             return river_drift.ADWIN(delta=self.adwin_delta, clock=self.adwin_clock)
         return river_drift.PageHinkley(threshold=self.ph_threshold, delta=self.ph_delta, mode="up")
