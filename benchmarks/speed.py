@@ -174,13 +174,15 @@ def bare_two_pass_er(stream, batch: int, seed: int = 0) -> float:
 def peak_rss_mb(which: str, method: str = "", batch: int = 0, threads: int = 1) -> float:
     """Peak resident memory (MB) of a fresh process that builds the stream and, unless ``which`` is
     ``"data"``, trains ``method`` through ``lifelong`` once."""
-    code = ("import sys, resource, torch; sys.path.insert(0, sys.argv[1]); import speed; "
+    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across execve, so a child would
+    # report this (large) benchmark process's own high-water mark
+    code = ("import sys, torch; sys.path.insert(0, sys.argv[1]); import speed; "
             f"torch.set_num_threads({threads}); _, st = speed.make_stream(); "
             + ("" if which == "data" else f"speed.through_lifelong(st, {method!r}, {batch}); ")
-            + "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            + "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')))")
     out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], check=True,
                          capture_output=True, text=True)
-    return int(out.stdout.split()[-1]) / 1024  # Linux reports KiB
+    return int(out.stdout.split()[-1]) / 1024  # kB
 
 
 def main() -> None:

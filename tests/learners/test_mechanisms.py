@@ -207,8 +207,8 @@ def test_ewc_fisher_from_one_backward_equals_per_sample_gradients():
     """The Linear-layer shortcut ((δ∘δ)ᵀ(a∘a)) gives the same squared gradients as torch.func."""
     from torch.func import functional_call, grad, vmap
 
-    from lifelong.learn.methods.ewc import linear_squared_grads
     from lifelong.learn.nets import mlp
+    from lifelong.learn.persample import linear_sample_grad_sums
 
     model = mlp((5,), 4, hidden=(7, 6), seed=3)
     g = torch.Generator().manual_seed(0)
@@ -224,7 +224,41 @@ def test_ewc_fisher_from_one_backward_equals_per_sample_gradients():
         return torch.where(ti, F.log_softmax(out, 0), 0.0).sum()
 
     per_sample = vmap(grad(log_prob), in_dims=(None, 0, 0, 0))(params, x, target, allowed)
-    fast = linear_squared_grads(model, x, target, allowed)
+    fast = linear_sample_grad_sums(
+        model, x, lambda out: torch.where(target, F.log_softmax(out.masked_fill(~allowed, float("-inf")), 1), 0.0).sum(),
+        torch.square)
     assert fast is not None and set(fast) == set(params)
     for k in params:
         assert torch.allclose(fast[k], (per_sample[k] ** 2).sum(0), atol=1e-6), k
+
+
+def test_mas_importance_from_one_backward_equals_per_sample_gradients():
+    """MAS's |per-sample gradient| summed over samples: the shortcut (|δ|ᵀ|a|) equals torch.func's
+    per-sample route, and a network with parameters outside Linear layers takes the generic route
+    and gets the same importance as before."""
+    from torch.func import functional_call, grad, vmap
+
+    from lifelong.learn.nets import cnn, mlp
+    from lifelong.learn.persample import linear_sample_grad_sums
+
+    model = mlp((5,), 4, hidden=(7, 6), seed=3)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(9, 5, generator=g)
+    keep = torch.ones(9, 4)
+    keep[:4, 2:] = 0.0  # four samples of a task that owns classes 0 and 1
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def sq_norm(p, xi, ki):
+        return ((functional_call(model, p, (xi.unsqueeze(0),))[0] * ki) ** 2).sum()
+
+    per_sample = vmap(grad(sq_norm), in_dims=(None, 0, 0))(params, x, keep)
+    fast = linear_sample_grad_sums(model, x, lambda out: ((out * keep) ** 2).sum(), torch.abs)
+    assert fast is not None and set(fast) == set(params)
+    for k in params:
+        assert torch.allclose(fast[k], per_sample[k].abs().sum(0), atol=1e-5), k
+    # the absolute value is taken per sample: the |sum| of the batch's gradient is smaller
+    first = dict(model.named_parameters())["body.1.weight"]
+    (batch_grad,) = torch.autograd.grad(((model(x) * keep) ** 2).sum(), [first])
+    assert (fast["body.1.weight"] - batch_grad.abs()).max() > 1e-3
+    conv = cnn((1, 8, 8), 3, seed=0)
+    assert linear_sample_grad_sums(conv, torch.randn(2, 1, 8, 8), lambda out: (out ** 2).sum(), torch.abs) is None

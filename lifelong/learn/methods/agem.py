@@ -20,6 +20,12 @@ reference that includes the current chunk. It needs no boundaries (online/task-f
 
 Settings: class-, task- and domain-incremental (``agem``); also online/task-free (``agem_r``).
 
+Cost: from the second chunk on (from the first for ``agem_r``) each step adds a forward-backward
+pass over ``ref_batch`` = 256 memory samples, eight times the incoming batch at batch 32, and the
+projection's dot products over flat gradients. At equal steps A-GEM is therefore 2 to 5 times ER's
+wall time (``agem_r`` 2.3× on Split Fashion-MNIST, batch 32, load ≈ 6); against its own compute
+limit, which includes that pass, it is 1.3× (``benchmarks/speed.py``).
+
 Deviations
 ----------
 - Memory: the paper keeps a fixed number of slots per task. ``agem`` keeps a reservoir of at most

@@ -50,51 +50,9 @@ from lifelong.data import Batch
 from lifelong.errors import ConfigError
 from lifelong.learn.base import Learner
 from lifelong.learn.memory import ReservoirMemory
-from lifelong.learn.nets import has_batch_statistics
+from lifelong.learn.persample import linear_sample_grad_sums
 from lifelong.learn.terms import TERMS, IncomingCE, QuadraticPenalty, QuadraticTerm
 from lifelong.seeding import derive_seed
-
-
-def linear_squared_grads(model: nn.Module, x: Tensor, target: Tensor, allowed: Tensor) -> dict[str, Tensor] | None:
-    """``Σ_i (∂ log p(y_i|x_i)/∂θ)²`` per parameter from one backward pass, for a network whose
-    parameters all belong to ``nn.Linear`` layers applied to (B, features) inputs; None otherwise.
-
-    For a linear layer with input ``a_i`` and output gradient ``δ_i`` the per-sample weight gradient
-    is ``δ_i a_iᵀ``, so the sum of its squares is ``(δ∘δ)ᵀ(a∘a)`` and the bias's is ``Σ_i δ_i²``: the
-    same numbers as squaring every per-sample gradient, without materialising B copies of the
-    parameters. The samples do not interact (no batch statistics), so one backward pass of
-    ``Σ_i log p(y_i|x_i)`` gives every ``δ_i``.
-    """
-    linears = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
-    owned = {id(p) for m in linears.values() for p in m.parameters(recurse=False)}
-    if any(id(p) not in owned for p in model.parameters()) or has_batch_statistics(model):
-        return None
-    inputs: dict[str, Tensor] = {}
-    outputs: dict[str, Tensor] = {}
-
-    def keep(name: str):
-        def hook(_m: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> None:
-            inputs[name], outputs[name] = inp[0].detach(), out
-        return hook
-
-    handles = [m.register_forward_hook(keep(name)) for name, m in linears.items()]
-    try:
-        out = model(x).masked_fill(~allowed, float("-inf"))
-    finally:
-        for h in handles:
-            h.remove()
-    if any(inputs[n].dim() != 2 for n in linears):
-        return None
-    log_p = torch.where(target, F.log_softmax(out, 1), 0.0).sum()
-    deltas = torch.autograd.grad(log_p, [outputs[n] for n in linears])
-    squares: dict[str, Tensor] = {}
-    for (name, m), d in zip(linears.items(), deltas, strict=True):
-        prefix = f"{name}." if name else ""
-        d2 = d.detach() ** 2  # (B, out)
-        squares[prefix + "weight"] = d2.T @ (inputs[name] ** 2)  # (out, in)
-        if m.bias is not None:
-            squares[prefix + "bias"] = d2.sum(0)
-    return squares
 
 
 @TERMS.register("ewc")
@@ -148,7 +106,9 @@ class EWCPenalty(QuadraticTerm):
             else:
                 y = batch.y[s : s + chunk_size]
             target = F.one_hot(y, n_out).bool()
-            squares = linear_squared_grads(model, x, target, allowed)
+            squares = linear_sample_grad_sums(  # one backward pass for an MLP (lifelong.learn.persample)
+                model, x, lambda out, t=target, a=allowed: torch.where(t, F.log_softmax(out.masked_fill(~a, float("-inf")), 1), 0.0).sum(),
+                torch.square)
             if squares is None:  # not an MLP of Linear layers: per-sample gradients with torch.func
                 g = per_sample(params, x, target, allowed)
                 squares = {k: (g[k] ** 2).sum(0) for k in total}

@@ -23,6 +23,10 @@ both loss and scores). It needs chunk boundaries. Domain-incremental streams are
 (``needs_new_classes``): after the first boundary every class is old, so only distillation is left
 on new data, and on 20 permuted digits domains it ended at 0.15 against naive's 0.30.
 
+Cost: herding at each boundary (one feature pass over the chunk and an ``m``-step greedy selection
+per class) and the distillation targets' forward pass per step: 1.4× ER's wall time on Split
+Fashion-MNIST (batch 32, memory 500), 2.5× on Split digits, where the boundaries weigh more.
+
 Deviations
 ----------
 - Streaming: the paper trains on the union of the new data and all exemplars for several epochs;

@@ -13,6 +13,10 @@ then the normal descent step on the refreshed parameters ``θ'``, with replay if
 
 Settings: class-, task- and domain-incremental, online/task-free (no boundaries needed).
 
+Cost: two forward-backward passes per step on the incoming batch (the unlearning ascent, then the
+descent), so about twice ER's arithmetic: 2.15× ER's wall time at equal steps on Split
+Fashion-MNIST (batch 32, memory 500, one thread, load ≈ 6).
+
 Deviations
 ----------
 - The paper estimates the Fisher from per-sample gradients at task ends; we keep a running average
