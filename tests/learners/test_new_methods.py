@@ -1,0 +1,100 @@
+"""Mechanism tests for the methods of issue 15, each against an independent computation: GEM's dual
+QP (against enumeration of the active sets) and its projected step (against the KKT conditions of
+the primal). Each fails when the method's defining step is removed."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lifelong.data import Batch
+from lifelong.learn.methods.gem import GEM, solve_dual
+from lifelong.learn.nets import Net
+
+
+def linear_net(d_in: int, n_classes: int, weight: list[list[float]]) -> Net:
+    """``f(x) = W x``: a head without bias on an identity body; ``weight`` is (C, d_in)."""
+    net = Net(nn.Identity(), nn.Linear(d_in, n_classes, bias=False))
+    with torch.no_grad():
+        net.head.weight.copy_(torch.tensor(weight))
+    return net
+
+
+# -- GEM -------------------------------------------------------------------------------------------
+def qp_by_enumeration(P: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``argmin ½vᵀPv + qᵀv, v ≥ 0`` by trying every set of free variables (exact for small K)."""
+    k, best = len(q), None
+    for r in range(k + 1):
+        for free in itertools.combinations(range(k), r):
+            v = torch.zeros(k, dtype=P.dtype)
+            if free:
+                f = list(free)
+                v[f] = torch.linalg.solve(P[f][:, f], -q[f])
+            if (v >= -1e-12).all():
+                value = 0.5 * v @ P @ v + q @ v
+                if best is None or value < best[0]:
+                    best = (value, v)
+    return best[1]
+
+
+def test_gem_dual_solver_is_exact_against_enumerating_the_active_sets():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        k = int(torch.randint(1, 7, (1,), generator=g))
+        a = torch.randn(k, 4, generator=g, dtype=torch.float64)  # rank ≤ 4 < k sometimes: eps makes it PD
+        P = a @ a.T + 1e-3 * torch.eye(k, dtype=torch.float64)
+        q = torch.randn(k, generator=g, dtype=torch.float64)
+        assert torch.allclose(solve_dual(P, q), qp_by_enumeration(P, q), atol=1e-9)
+
+
+def test_gem_step_is_the_primal_qp_solution_over_every_past_chunk():
+    lr = 0.1
+    learner = GEM(linear_net(3, 2, [[0.2, -0.1, 0.3], [0.1, 0.4, -0.2]]), mem_size=40, margin=0.0, eps=0.0, lr=lr, seed=0)
+    # two past chunks whose memories want class 0 on two different features; the batch wants class 1
+    learner.memory.append(Batch(torch.tensor([[1.0, 0.0, 0.2], [2.0, 0.1, 0.0]]), torch.tensor([0, 0])), 0)
+    learner.memory.append(Batch(torch.tensor([[0.0, 1.0, 0.1], [0.1, 2.0, 0.0]]), torch.tensor([0, 0])), 1)
+    learner.n_chunks = 2
+    batch = Batch(torch.tensor([[1.0, 1.0, 0.0], [1.5, 0.5, 1.0]]), torch.tensor([1, 1]))
+
+    W = learner.model.head.weight.detach().clone()
+    Wg = W.clone().requires_grad_(True)
+
+    def grad(x, y):
+        (gw,) = torch.autograd.grad(F.cross_entropy(x @ Wg.T, y), Wg)
+        return gw.reshape(-1).double()
+
+    g = grad(batch.x, batch.y)
+    mem = learner.memory.all()
+    G = torch.stack([grad(mem.x[mem.extras["chunk"] == k], mem.y[mem.extras["chunk"] == k]) for k in (0, 1)])
+    assert (G @ g < 0).all(), "the test needs both past chunks to conflict with the batch"
+
+    learner.observe(batch)
+    step = (W - learner.model.head.weight.detach()).reshape(-1).double() / lr  # the g̃ the learner used
+    assert learner.n_projected == 1
+    # KKT of min ½‖z − g‖² s.t. Gz ≥ 0: z = g + Gᵀv, v ≥ 0, Gz ≥ 0, v·(Gz) = 0
+    v = torch.linalg.lstsq(G.T, (step - g)[:, None]).solution.flatten()
+    assert torch.allclose(G.T @ v + g, step, atol=1e-5), "g̃ − g is not a combination of the past gradients"
+    assert (v >= -1e-6).all() and (G @ step >= -1e-5).all()
+    assert torch.allclose(v * (G @ step), torch.zeros(2, dtype=torch.float64), atol=1e-5)
+    assert not torch.allclose(step, g, atol=1e-3)  # the projection changed the step (plain SGD fails here)
+    # and it is not A-GEM's answer (one constraint on the mean of the past gradients)
+    g_ref = G.mean(0)
+    agem = g - (g @ g_ref) / (g_ref @ g_ref) * g_ref if g @ g_ref < 0 else g
+    assert not torch.allclose(step, agem, atol=1e-3)
+
+
+def test_gem_keeps_an_equal_share_per_past_chunk_and_never_the_current_one():
+    g = torch.Generator().manual_seed(0)
+    learner = GEM(linear_net(3, 4, [[0.1] * 3] * 4), mem_size=12, lr=0.1, seed=0)
+    for chunk in range(3):
+        for _ in range(4):
+            learner.observe(Batch(torch.randn(5, 3, generator=g), torch.full((5,), chunk)))
+        stored = learner.memory.y[: len(learner.memory)]
+        assert chunk not in stored.tolist()
+        learner.end_chunk()
+        counts = torch.bincount(learner.memory.fields["chunk"][: len(learner.memory)]).tolist()
+        assert counts == [12 // (chunk + 1)] * (chunk + 1)
+
