@@ -1,6 +1,7 @@
 """Mechanism tests for the methods of issue 15, each against an independent computation: GEM's dual
 QP (against enumeration of the active sets) and its projected step (against the KKT conditions of
-the primal). Each fails when the method's defining step is removed."""
+the primal); MIR's retrieval (against a hand-made virtual step and every other choice of replay
+samples). Each fails when the method's defining step is removed."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch import nn
 
 from lifelong.data import Batch
 from lifelong.learn.methods.gem import GEM, solve_dual
+from lifelong.learn.methods.mir import MIR
 from lifelong.learn.nets import Net
 
 
@@ -97,4 +99,48 @@ def test_gem_keeps_an_equal_share_per_past_chunk_and_never_the_current_one():
         learner.end_chunk()
         counts = torch.bincount(learner.memory.fields["chunk"][: len(learner.memory)]).tolist()
         assert counts == [12 // (chunk + 1)] * (chunk + 1)
+
+
+# -- MIR -------------------------------------------------------------------------------------------
+def test_mir_replays_the_candidates_a_virtual_step_would_hurt_most():
+    lr, k = 0.5, 2
+    learner = MIR(linear_net(2, 3, [[0.3, -0.2], [0.1, 0.4], [-0.2, 0.1]]), mem_size=6, subsample=6,
+                  replay_batch=k, lr=lr, seed=0)
+    g = torch.Generator().manual_seed(3)
+    learner.memory.add(Batch(torch.randn(6, 2, generator=g), torch.tensor([0, 1, 2, 0, 1, 2])))
+    batch = Batch(torch.tensor([[1.0, 0.5], [0.8, -0.3]]), torch.tensor([2, 2]))
+
+    W = learner.model.head.weight.detach().clone()
+    Wg = W.clone().requires_grad_(True)
+    (g_batch,) = torch.autograd.grad(F.cross_entropy(batch.x @ Wg.T, batch.y), Wg)
+    W_virtual = W - lr * g_batch
+    mem = learner.memory.all()
+
+    def losses(w):
+        return F.cross_entropy(mem.x @ w.T, mem.y, reduction="none")
+
+    score = losses(W_virtual) - losses(W)  # how much the virtual step raises each stored sample's loss
+    top = score.topk(k).indices
+    assert set(top.tolist()) != set(score.topk(k, largest=False).indices.tolist())
+    # the real step: SGD on CE(batch) + CE(top-k), from the original weights
+    (g_total,) = torch.autograd.grad(F.cross_entropy(batch.x @ Wg.T, batch.y)
+                                     + F.cross_entropy(mem.x[top] @ Wg.T, mem.y[top]), Wg)
+    learner.observe(batch)
+    assert torch.allclose(learner.model.head.weight.detach(), W - lr * g_total, atol=1e-6)
+    # every other choice of k stored samples gives a different step (the retrieval matters)
+    for other in itertools.combinations(range(6), k):
+        if set(other) == set(top.tolist()):
+            continue
+        o = list(other)
+        (g_o,) = torch.autograd.grad(F.cross_entropy(batch.x @ Wg.T, batch.y)
+                                     + F.cross_entropy(mem.x[o] @ Wg.T, mem.y[o]), Wg)
+        assert not torch.allclose(W - lr * g_o, W - lr * g_total, atol=1e-5)
+
+
+def test_mir_scores_candidates_without_changing_the_model():
+    learner = MIR(linear_net(2, 3, [[0.3, -0.2], [0.1, 0.4], [-0.2, 0.1]]), mem_size=6, lr=0.5, seed=0)
+    learner.memory.add(Batch(torch.randn(6, 2, generator=torch.Generator().manual_seed(0)), torch.arange(6) % 3))
+    before = learner.model.head.weight.detach().clone()
+    learner.retrieve(Batch(torch.ones(2, 2), torch.tensor([2, 2])))
+    assert torch.equal(learner.model.head.weight.detach(), before)
 
