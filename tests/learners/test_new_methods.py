@@ -1,7 +1,8 @@
 """Mechanism tests for the methods of issue 15, each against an independent computation: GEM's dual
 QP (against enumeration of the active sets) and its projected step (against the KKT conditions of
 the primal); MIR's retrieval (against a hand-made virtual step and every other choice of replay
-samples). Each fails when the method's defining step is removed."""
+samples); NCM's and SLDA's frozen backbone and heads (against batch class means and batch LDA).
+Each fails when the method's defining step is removed."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from torch import nn
 from lifelong.data import Batch
 from lifelong.learn.methods.gem import GEM, solve_dual
 from lifelong.learn.methods.mir import MIR
-from lifelong.learn.nets import Net
+from lifelong.learn.methods.ncm import NCM
+from lifelong.learn.methods.slda import SLDA
+from lifelong.learn.nets import Net, mlp
 
 
 def linear_net(d_in: int, n_classes: int, weight: list[list[float]]) -> Net:
@@ -144,3 +147,87 @@ def test_mir_scores_candidates_without_changing_the_model():
     learner.retrieve(Batch(torch.ones(2, 2), torch.tensor([2, 2])))
     assert torch.equal(learner.model.head.weight.detach(), before)
 
+
+# -- NCM and SLDA (frozen-feature heads) -----------------------------------------------------------
+def two_chunks(seed=0):
+    """Chunk 0: classes 0, 1; chunk 1: classes 2, 3 (Gaussian blobs in 6 dims)."""
+    g = torch.Generator().manual_seed(seed)
+    centres = 3 * torch.randn(4, 6, generator=g)
+    def chunk(classes, n=20):
+        y = torch.tensor(classes).repeat_interleave(n)
+        return Batch(centres[y] + torch.randn(len(y), 6, generator=g), y)
+    return chunk([0, 1]), chunk([2, 3])
+
+
+def run_two_chunks(learner, first, second):
+    for i in range(0, 40, 8):
+        learner.observe(Batch(first.x[i:i + 8], first.y[i:i + 8]))
+    learner.end_chunk()
+    frozen = [p.detach().clone() for p in learner.model.parameters()]
+    for i in range(0, 40, 10):
+        learner.observe(Batch(second.x[i:i + 10], second.y[i:i + 10]))
+    learner.end_chunk()
+    return frozen
+
+
+def test_ncm_freezes_the_backbone_and_scores_by_cosine_to_the_class_means():
+    first, second = two_chunks()
+    learner = NCM(mlp((6,), 4, hidden=(8,), seed=0), lr=0.1, seed=0)
+    frozen = run_two_chunks(learner, first, second)
+    assert all(torch.equal(a, b) for a, b in zip(frozen, learner.model.parameters())), "the backbone moved"
+    with torch.no_grad():
+        z = learner.model.features(torch.cat([first.x, second.x])).double()
+    y = torch.cat([first.y, second.y])
+    means = torch.stack([z[y == c].mean(0) for c in range(4)])  # every sample of both chunks, frozen features
+    x = torch.randn(7, 6, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        zx = learner.model.features(x).double()
+    expected = F.normalize(zx, dim=1) @ F.normalize(means, dim=1).T
+    assert torch.allclose(learner.predict(x).double(), expected, atol=1e-5)
+
+
+def test_slda_statistics_equal_batch_lda_and_do_not_depend_on_the_batching():
+    first, second = two_chunks()
+    learner = SLDA(mlp((6,), 4, hidden=(8,), seed=0), shrinkage=0.01, lr=0.1, seed=0)
+    frozen = run_two_chunks(learner, first, second)
+    assert all(torch.equal(a, b) for a, b in zip(frozen, learner.model.parameters())), "the backbone moved"
+    with torch.no_grad():
+        z = learner.model.features(torch.cat([first.x, second.x])).double()
+    y = torch.cat([first.y, second.y])
+    means = torch.stack([z[y == c].mean(0) for c in range(4)])
+    centred = z - means[y]
+    sigma = centred.T @ centred / len(y)  # the pooled within-class covariance
+    assert torch.allclose(learner.means, means, atol=1e-9)
+    assert torch.allclose(learner.scatter / learner.counts.sum(), sigma, atol=1e-9)
+    precision = torch.linalg.inv(0.99 * sigma + 0.01 * torch.eye(8, dtype=torch.float64))
+    x = torch.randn(7, 6, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        zx = learner.model.features(x).double()
+    expected = zx @ precision @ means.T - 0.5 * ((means @ precision) * means).sum(1)
+    assert torch.allclose(learner.predict(x).double(), expected, rtol=1e-4, atol=1e-3)
+    # one sample at a time gives the same statistics (the batch merge is exact)
+    other = SLDA(mlp((6,), 4, hidden=(8,), seed=0), shrinkage=0.01, seed=0)
+    other.load_state_dict(learner.state_dict())
+    other.means, other.scatter, other.counts = None, None, torch.zeros(4, dtype=torch.float64)
+    for i in range(len(y)):
+        other.fit(z[i:i + 1], y[i:i + 1])
+    assert torch.allclose(other.means, learner.means, atol=1e-9)
+    assert torch.allclose(other.scatter, learner.scatter, atol=1e-8)
+
+
+def test_frozen_heads_refuse_domain_incremental_streams_and_say_why():
+    from lifelong.data.scenarios import domain_incremental
+    from lifelong.errors import ConfigError
+    from lifelong.learn.loop import LoopConfig, iter_run
+    from tests.conftest import tiny_dataset
+
+    stream = domain_incremental(tiny_dataset(), n_chunks=2)
+    for cls in (NCM, SLDA):
+        learner = cls(mlp(stream.input_shape, stream.n_classes, hidden=(8,), seed=0), seed=0)
+        try:
+            next(iter_run(stream, learner, LoopConfig(batch_size=10), seed=0))
+        except ConfigError as e:
+            msg = str(e)
+        else:
+            raise AssertionError(f"{cls.name} ran on a domain-incremental stream")
+        assert "frozen after the first chunk" in msg and "distil" not in msg
