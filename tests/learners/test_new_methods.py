@@ -147,6 +147,13 @@ def test_mir_scores_candidates_without_changing_the_model():
     learner.retrieve(Batch(torch.ones(2, 2), torch.tensor([2, 2])))
     assert torch.equal(learner.model.head.weight.detach(), before)
 
+    # nor a BatchNorm network's running statistics (the virtual step and the scoring use copies)
+    bn = MIR(Net(nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4), nn.ReLU()), nn.Linear(4, 3)), mem_size=6, seed=0)
+    bn.memory.add(learner.memory.all())
+    stats = {k: b.clone() for k, b in bn.model.named_buffers()}
+    bn.retrieve(Batch(torch.ones(2, 2), torch.tensor([2, 2])))
+    assert all(torch.equal(stats[k], b) for k, b in bn.model.named_buffers())
+
 
 # -- NCM and SLDA (frozen-feature heads) -----------------------------------------------------------
 def two_chunks(seed=0):

@@ -27,8 +27,8 @@ Deviations
   authors' code's settings for MNIST; the paper also studies generative (GEN-MIR) and AE-MIR
   variants, which are not implemented.
 - The virtual step is plain SGD with the learner's ``lr`` (no momentum or weight decay, whatever
-  the real optimiser uses). On a network with BatchNorm, the candidates are scored in training mode
-  on copies of its running statistics, which the scoring never changes.
+  the real optimiser uses). On a network with BatchNorm, the virtual step and the scoring run in
+  training mode on copies of its running statistics, which they never change.
 """
 
 from __future__ import annotations
@@ -76,17 +76,21 @@ class MIR(Learner):
         self.retrieved: Batch | None = None  # this step's replay batch, set by retrieve
         self.compose(IncomingCE(), RetrievedReplay())
 
+    def buffer_copies(self) -> dict[str, Tensor]:
+        """Copies of the model's buffers (BatchNorm statistics), for forward passes that must not
+        change them."""
+        return {k: b.clone() for k, b in self.model.named_buffers()}
+
     def per_sample_loss(self, params: dict[str, Tensor], batch: Batch) -> Tensor:
         """(n,) cross-entropy of ``batch`` under ``params``, on copies of the model's buffers."""
-        buffers = {k: b.clone() for k, b in self.model.named_buffers()}
-        logits = functional_call(self.model, {**params, **buffers}, (batch.x,))
+        logits = functional_call(self.model, {**params, **self.buffer_copies()}, (batch.x,))
         return F.cross_entropy(self.mask(logits, batch.task), batch.y, reduction="none")
 
     def interference(self, batch: Batch, candidates: Batch) -> Tensor:
         """(n,) ``ℓ(θ_v) − ℓ(θ)`` of each candidate, with ``θ_v`` one SGD step on ``batch``."""
         params = dict(self.model.named_parameters())
         trainable = {k: p for k, p in params.items() if p.requires_grad}
-        loss = self.ce(functional_call(self.model, params, (batch.x,)), batch.y, batch.task)
+        loss = self.ce(functional_call(self.model, {**params, **self.buffer_copies()}, (batch.x,)), batch.y, batch.task)
         grads = torch.autograd.grad(loss, list(trainable.values()), allow_unused=True)
         with torch.no_grad():
             virtual = dict(params)
