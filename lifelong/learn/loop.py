@@ -124,19 +124,20 @@ def check_boundaries(stream: Stream, learner: LearnerProtocol) -> None:
 
 def check_new_classes(stream: Stream, learner: LearnerProtocol) -> None:
     """Refuse a learner that declares ``needs_new_classes`` (its method assumes each chunk brings
-    classes not seen before, e.g. iCaRL) on a stream whose chunks all hold the same classes
-    (domain-incremental), where it degenerates below fine-tuning."""
+    classes not seen before: iCaRL, the frozen-feature heads) on a stream whose chunks all hold the
+    same classes (domain-incremental), where it degenerates. The learner's ``new_classes_reason``
+    says why, in its own terms."""
     if not getattr(learner, "needs_new_classes", False) or len(stream.chunks) < 2:
         return
     first = set(stream.chunks[0].classes)
     if not all(set(c.classes) == first for c in stream.chunks):
         return
     name = getattr(learner, "name", type(learner).__name__)
+    reason = getattr(learner, "new_classes_reason", "") or "its method is built for chunks that bring new classes"
     raise ConfigError(
         f"learner {name!r} assumes every chunk brings new classes, but in scenario {stream.name!r} every chunk "
-        f"holds the same classes (a domain-incremental stream): after the first boundary it would only distil "
-        f"and end below fine-tuning. Fix: use a class- or task-incremental scenario, or a learner for domain "
-        f"shifts such as er, derpp, cls_er, si or ewc."
+        f"holds the same classes (a domain-incremental stream): {reason}. Fix: use a class- or task-incremental "
+        f"scenario, or a learner for domain shifts such as er, derpp, cls_er, si or ewc."
     )
 
 

@@ -140,6 +140,7 @@ class ICaRL(Learner):
     paper = "Rebuffi et al. 2017, iCaRL: Incremental Classifier and Representation Learning (CVPR)"
     needs_boundaries = True  # exemplars, teacher and old classes change at each boundary
     needs_new_classes = True  # the loop refuses domain-incremental streams (check_new_classes)
+    new_classes_reason = "after the first boundary every class is old, so it would only distil and end below fine-tuning"
     composable = False  # sigmoid BCE with distillation targets over the joined batch
 
     def __init__(self, model: nn.Module, *, mem_size: int = 500, replay_batch: int | None = None,
