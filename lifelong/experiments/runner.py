@@ -36,10 +36,10 @@ from lifelong.experiments.config import TRAIN_TO_LEARNER, RunConfig
 from lifelong.experiments.protocol import resolve_protocol, stream_size
 from lifelong.learn.loop import LoopConfig, iter_run, training_view
 from lifelong.learn.methods import LEARNERS, Learner, hyperparameters, make_learner
-from lifelong.learn.nets import build_model
+from lifelong.learn.nets import build_model, call_factory, check_model, load_factory
 from lifelong.log import Record
 
-__all__ = ["BuiltRun", "build_learner", "build_run", "iter_seed", "load_data", "loop_config", "make_stream",
+__all__ = ["BuiltRun", "build_learner", "build_run", "iter_seed", "load_data", "loop_config", "make_model", "make_stream",
            "torch_threads"]
 
 
@@ -90,15 +90,27 @@ def build_learner(
     Learner
         The same arguments always give the same initial state.
     """
-    model_opts = {k: v for k, v in model.items() if k != "kind"}
-    net = build_model(model.get("kind", "mlp"), input_shape, n_classes, seed=seed, **model_opts)
+    net = make_model(model, input_shape=input_shape, n_classes=n_classes, seed=seed)
     name = learner["name"]
     hp = {k: v for k, v in learner.items() if k != "name"}
-    accepted = hyperparameters(LEARNERS.lookup(name))
+    cls = LEARNERS.lookup(name)
+    check_model(net, input_shape, n_classes, needs_features=getattr(cls, "needs_features", False),
+                who=f"the model for learner {name!r}")
+    accepted = hyperparameters(cls)
     for key in TRAIN_TO_LEARNER:
         if train is not None and key in train and key in accepted:
             hp[key] = train[key]
     return make_learner(name, net, seed=seed, task_classes=task_classes, **hp)
+
+
+def make_model(model: Mapping[str, Any], *, input_shape: tuple[int, ...], n_classes: int, seed: int) -> torch.nn.Module:
+    """The network of a ``[model]`` section: a built-in one by ``kind`` (default ``"mlp"``) or a
+    user's ``factory`` (:func:`lifelong.learn.nets.call_factory`), initialised from ``seed``."""
+    if "factory" in model:
+        options = {k: v for k, v in model.items() if k != "factory"}
+        return call_factory(load_factory(model["factory"]), input_shape, n_classes, seed=seed, **options)
+    model_opts = {k: v for k, v in model.items() if k not in ("kind", "name")}
+    return build_model(model.get("kind", model.get("name", "mlp")), input_shape, n_classes, seed=seed, **model_opts)
 
 
 @dataclass

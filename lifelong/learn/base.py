@@ -162,6 +162,8 @@ class Learner:
     needs_boundaries: ClassVar[bool] = False
     #: True when the update is :meth:`update` over ``loss_terms``, so extra terms can be added.
     composable: ClassVar[bool] = True
+    #: True when the method calls ``model.features(x)`` (the penultimate features)
+    needs_features: ClassVar[bool] = False
     #: the replay memory that consolidation samples from, where the method has one
     memory: TensorMemory | None = None
 
@@ -186,6 +188,10 @@ class Learner:
         self.opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
         self.generator = torch.Generator().manual_seed(derive_seed(seed, "learner"))
         self.n_classes = int(self._out_features())
+        if self.needs_features and not callable(getattr(model, "features", None)):
+            raise ConfigError(f"{self.name}: the model ({type(model).__name__}) has no `features(x)` method, which this "
+                              f"method needs (it works on the penultimate features); add `def features(self, x)` "
+                              f"returning the (B, D) input of the head")
         self.task_classes = task_classes
         self._task_mask: Tensor | None = None
         if task_classes is not None:
@@ -224,7 +230,9 @@ class Learner:
         head = getattr(self.model, "head", None)
         if isinstance(head, nn.Linear):
             return head.out_features
-        raise ConfigError("the model needs a linear `head` attribute giving its number of classes")
+        raise ConfigError(f"the model ({type(self.model).__name__}) has no linear `head`: the learners read the number "
+                          f"of classes from it. Give the module a `head = nn.Linear(n_features, n_classes)` attribute, "
+                          f"used as its last layer (lifelong.learn.nets.Net(body, head) does this)")
 
     # -- helpers the methods call -------------------------------------------------------------
     def check_batch(self, batch: Batch) -> None:

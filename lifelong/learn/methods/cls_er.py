@@ -39,8 +39,12 @@ Deviations
   learner by design, and the run's warnings say so. Offline splits are not affected (digits
   class-IL, 45 epochs: 0.94, above ER's 0.93).
 - The working model's forward pass on the replay batch is shared between the cross-entropy and
-  the consistency term (the authors' code runs it twice; with no dropout or batch norm in our
-  networks the two are identical).
+  the consistency term (the authors' code runs it twice; without dropout the two give the same
+  logits, and with BatchNorm one pass updates the running statistics once instead of twice).
+- With BatchNorm the incoming and replay batches go through the working model in one call (the
+  authors' code concatenates them too), and the running statistics of the plastic and stable
+  models are averaged with the same rate as their weights (the authors' code averages the
+  parameters only, which leaves the eval-mode semantic memories on their initial statistics).
 - ``MSE`` is the mean over samples and logits, as in the authors' code; in task-incremental runs
   it runs over the full head while the cross-entropy is task-masked.
 """
@@ -147,6 +151,13 @@ class CLSER(Learner):
         alpha = min(1.0 - w / (self.global_step + w), alpha_max)
         for e, w in zip(ema.parameters(), self.model.parameters(), strict=True):
             e.mul_(alpha).add_(w.detach(), alpha=1.0 - alpha)
+        # BatchNorm running statistics are averaged like the weights (the semantic memories run in
+        # eval mode, on these statistics); integer buffers (batches tracked) are copied
+        for e, w in zip(ema.buffers(), self.model.buffers(), strict=True):
+            if e.is_floating_point():
+                e.mul_(alpha).add_(w, alpha=1.0 - alpha)
+            else:
+                e.copy_(w)
 
     @torch.no_grad()
     def predict(self, x: Tensor, task: Tensor | None = None) -> Tensor:

@@ -146,6 +146,7 @@ def build_inner(name: str, model: nn.Module, hparams: dict[str, Any]) -> Learner
 
 class ErrorMemory(Learner):
     name = "error_memory"
+    needs_features = True  # model.features(x)
     description = "error memory (ReLoop2): nearest stored residuals correct any inner learner's output"
     paper = "Zhu et al. 2023, ReLoop2: Responsive Error Compensation Loop (KDD)"
     composable = False  # the update is the inner learner's: give it terms through inner_hp

@@ -132,6 +132,7 @@ def _take(batch: Batch, idx: Tensor) -> Batch:
 
 class ICaRL(Learner):
     name = "icarl"
+    needs_features = True  # model.features(x)
     description = "iCaRL: herding exemplars, nearest-mean-of-exemplars classifier, distillation"
     paper = "Rebuffi et al. 2017, iCaRL: Incremental Classifier and Representation Learning (CVPR)"
     needs_boundaries = True  # exemplars, teacher and old classes change at each boundary
