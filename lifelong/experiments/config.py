@@ -22,6 +22,7 @@ A run config looks like::
     batch_size = 32               # (lifelong.experiments.protocol)
     lr = 0.05
     eval_every = 0
+    device = "auto"               # cpu, cuda, cuda:N, mps; auto picks an accelerator if present
 
     [learner]
     name = "er"
@@ -65,6 +66,7 @@ import tomli_w
 
 from lifelong.data.datasets import DATASETS, dataset_options
 from lifelong.data.scenarios import SCENARIOS, scenario_options
+from lifelong.device import check_device_spec
 from lifelong.errors import ConfigError
 from lifelong.learn.methods import LEARNERS, check_hyperparameters, hyperparameters
 from lifelong.learn.nets import FACTORY_FILLED, MODELS, factory_takes_any, load_factory
@@ -74,7 +76,7 @@ from lifelong.plugins import load_plugins
 SECTIONS = ("dataset", "scenario", "model", "train", "learner")
 TOP_LEVEL = ("name", "seeds", "threads", "checkpoint", "plugins")
 TRAIN_KEYS = {"epochs": int, "batch_size": int, "lr": float, "momentum": float, "eval_every": int, "eval_batch_size": int,
-              "near_future": int}
+              "near_future": int, "device": str}
 #: ``[train]`` keys the run passes to the learner (when it takes them): set here and nowhere else.
 TRAIN_TO_LEARNER = ("lr", "momentum")
 #: Learner parameters a config may not set in ``[learner]``, and why.
@@ -140,6 +142,9 @@ def check_train(section: dict[str, Any], *, keys: Any = TRAIN_KEYS, where: str =
     for k, v in section.items():
         if k not in keys:
             raise ConfigError(f"unknown key {k!r} in {where}; known keys: {sorted(keys)}")
+        if TRAIN_KEYS[k] is str:
+            out[k] = check_device_spec(v)
+            continue
         out[k] = _check_positive("train", k, v, TRAIN_KEYS[k])
     return out
 
@@ -300,7 +305,7 @@ def override(cfg: RunConfig, *, note: "Callable[[str], None] | None" = None, **f
     """Apply CLI flags; ``None`` means "not given".
 
     Keys: learner, scenario, dataset, model (a built-in network by name), data (a user file: dataset ``file`` with that ``path``),
-    label and standardize (the file's options), data_dir, download, seeds, epochs, batch_size, lr,
+    label and standardize (the file's options), data_dir, download, seeds, epochs, batch_size, lr, device,
     mem_size, n_chunks, name, eval_every, threads.
 
     - Names may be typed with hyphens (``class-incremental``, ``cls-er``): a name that is not
@@ -330,7 +335,7 @@ def override(cfg: RunConfig, *, note: "Callable[[str], None] | None" = None, **f
         "data_dir": ("dataset", "data_dir"), "download": ("dataset", "download"),
         "label": ("dataset", "label"), "standardize": ("dataset", "standardize"),
         "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
-        "eval_every": ("train", "eval_every"), "n_chunks": ("scenario", "n_chunks"),
+        "eval_every": ("train", "eval_every"), "n_chunks": ("scenario", "n_chunks"), "device": ("train", "device"),
     }
     registries = {"learner": LEARNERS, "scenario": SCENARIOS, "dataset": DATASETS}
     flags = {k: v for k, v in flags.items() if v is not None}

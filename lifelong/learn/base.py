@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from lifelong.data import Batch
 from lifelong.errors import CheckpointError, ConfigError, DataError, LifelongError
 from lifelong.learn.memory import TensorMemory
-from lifelong.learn.nets import has_batch_statistics
+from lifelong.learn.nets import has_batch_statistics, model_device
 from lifelong.learn.terms import IncomingCE, StepContext, Term, build_terms
 from lifelong.registry import Registry
 from lifelong.seeding import derive_seed
@@ -181,6 +181,8 @@ class Learner:
         if not lr > 0:
             raise ConfigError(f"lr must be > 0, got {lr}")
         self.model = model
+        #: where the model's parameters are; the learner's masks, flags and memories live there too
+        self.device = model_device(model)
         #: incoming and replay batches share one forward call (see :meth:`context`) unless the
         #: network has batch statistics, where each sample's logits depend on its call
         self.fused_forward = not has_batch_statistics(model)
@@ -198,8 +200,8 @@ class Learner:
             mask = torch.zeros(len(task_classes), self.n_classes, dtype=torch.bool)
             for t, cs in enumerate(task_classes):
                 mask[t, list(cs)] = True
-            self._task_mask = mask
-        self.seen_classes = torch.zeros(self.n_classes, dtype=torch.bool)
+            self._task_mask = mask.to(self.device)
+        self.seen_classes = torch.zeros(self.n_classes, dtype=torch.bool, device=self.device)
         self.n_observed = 0
         self.terms = terms
         self.extra_terms = build_terms(terms, owner=self.name or type(self).__name__)
@@ -250,7 +252,7 @@ class Learner:
         """``(n, n_classes)`` bool: the classes each sample may be predicted as (all of them unless
         the scenario declares tasks)."""
         if task is None or self._task_mask is None:
-            return torch.ones(n, self.n_classes, dtype=torch.bool)
+            return torch.ones(n, self.n_classes, dtype=torch.bool, device=self.device)
         return self._task_mask[task]
 
     def mask(self, logits: Tensor, task: Tensor | None) -> Tensor:
@@ -404,8 +406,8 @@ class Learner:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
-        self.generator.set_state(state["generator"])
-        self.seen_classes = state["seen_classes"].clone()
+        self.generator.set_state(state["generator"].cpu())
+        self.seen_classes = state["seen_classes"].to(self.device, copy=True)
         self.n_observed = int(state["n_observed"])
         keys = [f"{i}:{t.name}" for i, t in enumerate(self.loss_terms)]
         if sorted(keys) != sorted(state["terms"]):

@@ -65,6 +65,13 @@ def has_batch_statistics(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (or buffer); the CPU for a module without either."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
 def _materialise(net: nn.Module, seed: int) -> nn.Module:
     net = net.to_empty(device="cpu")
     init_parameters(net, torch.Generator().manual_seed(int(seed)))

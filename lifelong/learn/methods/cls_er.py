@@ -102,7 +102,7 @@ class CLSER(Learner):
         if ema_warmup < 1.0:
             raise ConfigError(f"cls_er: ema_warmup must be >= 1 (1 is the paper's schedule), got {ema_warmup}")
         self.ema_warmup = ema_warmup
-        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"))
+        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"), device=self.device)
         self.plastic = _frozen_copy(model).eval()  # θ_P
         self.stable = _frozen_copy(model).eval()  # θ_S
         self.global_step = 0

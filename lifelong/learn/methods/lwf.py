@@ -59,7 +59,7 @@ class Distillation(Term):
     def bind(self, learner: Learner) -> None:
         self.template = learner.model  # rebuilds the teacher when a state is loaded
         self.teacher: nn.Module | None = None
-        self.old_classes = torch.zeros(learner.n_classes, dtype=torch.bool)
+        self.old_classes = torch.zeros(learner.n_classes, dtype=torch.bool, device=learner.device)
 
     def __call__(self, ctx: StepContext) -> Tensor | None:
         if self.teacher is None or not bool(self.old_classes.any()):
