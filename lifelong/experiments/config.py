@@ -23,6 +23,7 @@ A run config looks like::
     lr = 0.05
     eval_every = 0
     device = "auto"               # cpu, cuda, cuda:N, mps; auto picks an accelerator if present
+    augment = "none"              # "crop_flip": random crop (padding 4) + horizontal flip
 
     [learner]
     name = "er"
@@ -68,6 +69,7 @@ from lifelong.data.datasets import DATASETS, dataset_options
 from lifelong.data.scenarios import SCENARIOS, scenario_options
 from lifelong.device import check_device_spec
 from lifelong.errors import ConfigError
+from lifelong.learn.augment import AUGMENTATIONS
 from lifelong.learn.methods import LEARNERS, check_hyperparameters, hyperparameters
 from lifelong.learn.nets import FACTORY_FILLED, MODELS, factory_takes_any, load_factory
 from lifelong.options import check_options
@@ -76,14 +78,15 @@ from lifelong.plugins import load_plugins
 SECTIONS = ("dataset", "scenario", "model", "train", "learner")
 TOP_LEVEL = ("name", "seeds", "threads", "checkpoint", "plugins")
 TRAIN_KEYS = {"epochs": int, "batch_size": int, "lr": float, "momentum": float, "eval_every": int, "eval_batch_size": int,
-              "near_future": int, "device": str}
+              "near_future": int, "device": str, "augment": str}
 #: ``[train]`` keys the run passes to the learner (when it takes them): set here and nowhere else.
-TRAIN_TO_LEARNER = ("lr", "momentum")
+TRAIN_TO_LEARNER = ("lr", "momentum", "augment")
 #: Learner parameters a config may not set in ``[learner]``, and why.
 LEARNER_RESERVED = {
     "lr": "the learning rate is set in one place, [train] lr (the run passes it to the learner); move it there",
     "momentum": "the momentum is set in one place, [train] momentum (the run passes it to the learner); move it there",
     "seed": "the run seeds the learner itself; set the top-level `seeds` instead",
+    "augment": "data augmentation is set in one place, [train] augment (the run passes it to the learner); move it there",
     "task_classes": "task identity comes from the scenario (e.g. name = \"task_incremental\"), not from [learner]",
 }
 #: Model-builder parameters the run fills from the stream.
@@ -142,8 +145,13 @@ def check_train(section: dict[str, Any], *, keys: Any = TRAIN_KEYS, where: str =
     for k, v in section.items():
         if k not in keys:
             raise ConfigError(f"unknown key {k!r} in {where}; known keys: {sorted(keys)}")
-        if TRAIN_KEYS[k] is str:
+        if k == "device":
             out[k] = check_device_spec(v)
+            continue
+        if k == "augment":
+            if not isinstance(v, str) or v not in AUGMENTATIONS:
+                raise ConfigError(f"[train] augment must be one of {', '.join(map(repr, AUGMENTATIONS))}, got {v!r}")
+            out[k] = v
             continue
         out[k] = _check_positive("train", k, v, TRAIN_KEYS[k])
     return out
@@ -305,7 +313,7 @@ def override(cfg: RunConfig, *, note: "Callable[[str], None] | None" = None, **f
     """Apply CLI flags; ``None`` means "not given".
 
     Keys: learner, scenario, dataset, model (a built-in network by name), data (a user file: dataset ``file`` with that ``path``),
-    label and standardize (the file's options), data_dir, download, seeds, epochs, batch_size, lr, device,
+    label and standardize (the file's options), data_dir, download, seeds, epochs, batch_size, lr, device, augment,
     mem_size, n_chunks, name, eval_every, threads.
 
     - Names may be typed with hyphens (``class-incremental``, ``cls-er``): a name that is not
@@ -336,6 +344,7 @@ def override(cfg: RunConfig, *, note: "Callable[[str], None] | None" = None, **f
         "label": ("dataset", "label"), "standardize": ("dataset", "standardize"),
         "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
         "eval_every": ("train", "eval_every"), "n_chunks": ("scenario", "n_chunks"), "device": ("train", "device"),
+        "augment": ("train", "augment"),
     }
     registries = {"learner": LEARNERS, "scenario": SCENARIOS, "dataset": DATASETS}
     flags = {k: v for k, v in flags.items() if v is not None}

@@ -32,7 +32,7 @@ from lifelong.data import Dataset
 from lifelong.data.datasets import load_dataset
 from lifelong.data.scenarios import Stream, build_stream
 from lifelong.device import resolve_device
-from lifelong.errors import CheckpointError
+from lifelong.errors import CheckpointError, ConfigError
 from lifelong.experiments.config import TRAIN_TO_LEARNER, RunConfig
 from lifelong.experiments.protocol import resolve_protocol, stream_size
 from lifelong.learn.loop import LoopConfig, iter_run, training_view
@@ -108,6 +108,13 @@ def build_learner(
     for key in TRAIN_TO_LEARNER:
         if train is not None and key in train and key in accepted:
             hp[key] = train[key]
+    augment = (train or {}).get("augment", "none")
+    if augment != "none":
+        if "augment" not in accepted:
+            raise ConfigError(f"[train] augment = {augment!r}, but learner {name!r} takes no augment; remove it")
+        if len(input_shape) != 3:
+            raise ConfigError(f"[train] augment = {augment!r} needs image inputs (C, H, W), but the stream's inputs "
+                              f"have shape {tuple(input_shape)}; remove it, or load the images unflattened")
     return make_learner(name, net, seed=seed, task_classes=task_classes, **hp)
 
 

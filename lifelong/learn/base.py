@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from lifelong.data import Batch
 from lifelong.errors import CheckpointError, ConfigError, DataError, LifelongError
+from lifelong.learn.augment import build_augment
 from lifelong.learn.memory import TensorMemory
 from lifelong.learn.nets import has_batch_statistics, model_device
 from lifelong.learn.terms import IncomingCE, StepContext, Term, build_terms
@@ -137,6 +138,11 @@ class Learner:
     task_classes
         for task-incremental scenarios: the classes of each task. Logits outside a sample's task
         are masked in the loss and at prediction (a multi-head network by declared masking).
+    augment
+        a name of :data:`lifelong.learn.augment.AUGMENTATIONS` (``"crop_flip"``): image batches are
+        augmented before the forward pass, incoming and replay alike, with the learner's own
+        ``aug_generator``; memories store the un-augmented inputs. ``None`` (the default): none.
+        Composable methods and those that set ``augments = True`` take it (set it in ``[train]``).
     terms
         extra loss terms, one table each (``{"name": "ewc", "ewc_lambda": 10.0}``; see
         :data:`lifelong.learn.terms.TERMS`), added after the method's own. Only composable methods
@@ -162,6 +168,9 @@ class Learner:
     needs_boundaries: ClassVar[bool] = False
     #: True when the update is :meth:`update` over ``loss_terms``, so extra terms can be added.
     composable: ClassVar[bool] = True
+    #: True when the method applies ``augment`` in its own ``observe`` (composable ones do it in
+    #: :meth:`context`)
+    augments: ClassVar[bool] = False
     #: True when the method calls ``model.features(x)`` (the penultimate features)
     needs_features: ClassVar[bool] = False
     #: the replay memory that consolidation samples from, where the method has one
@@ -177,6 +186,7 @@ class Learner:
         seed: int = 0,
         task_classes: list[tuple[int, ...]] | None = None,
         terms: Sequence[Mapping[str, Any]] | None = None,
+        augment: str | None = None,
     ) -> None:
         if not lr > 0:
             raise ConfigError(f"lr must be > 0, got {lr}")
@@ -189,6 +199,16 @@ class Learner:
         self.lr, self.momentum, self.weight_decay, self.seed = lr, momentum, weight_decay, seed
         self.opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
         self.generator = torch.Generator().manual_seed(derive_seed(seed, "learner"))
+        if augment == "none":
+            augment = None
+        self.augment = augment
+        self.augmenter = build_augment(augment)
+        if self.augmenter is not None and not (self.composable or self.augments):
+            raise ConfigError(f"{self.name}: this method does not apply data augmentation (its update rule is its own); "
+                              f"remove [train] augment, or use er, der, derpp, er_ace, cls_er or another composable "
+                              f"method")
+        #: the augmentations' random stream (crop offsets, flips), apart from the method's own
+        self.aug_generator = torch.Generator().manual_seed(derive_seed(seed, "augment"))
         self.n_classes = int(self._out_features())
         if self.needs_features and not callable(getattr(model, "features", None)):
             raise ConfigError(f"{self.name}: the model ({type(model).__name__}) has no `features(x)` method, which this "
@@ -280,6 +300,10 @@ class Learner:
         loss.backward()
         self.opt.step()
 
+    def augmented(self, x: Tensor) -> Tensor:
+        """``x`` augmented with :attr:`augmenter` (``x`` itself when the learner has none)."""
+        return x if self.augmenter is None else self.augmenter(x, self.aug_generator)
+
     def context(self, batch: Batch) -> StepContext:
         """Check ``batch``, enter training mode, let the replay terms draw their batches
         (:meth:`~lifelong.learn.terms.Term.draw`) and run the step's forward pass.
@@ -293,15 +317,19 @@ class Learner:
         self.check_batch(batch)
         self.train_mode()
         drawn = [(t, bs) for t in self.loss_terms if t.draws and (bs := t.draw(self, len(batch)))]
+        x = self.augmented(batch.x)  # the incoming batch first, then each replay batch in order
+        if self.augmenter is not None:
+            drawn = [(t, [replace(b, x=self.augmented(b.x)) for b in bs]) for t, bs in drawn]
         if not drawn:
-            return StepContext(self, batch, self.model(batch.x))  # logits (B, C)
-        xs = [batch.x] + [b.x for _, bs in drawn for b in bs]
+            return StepContext(self, batch, self.model(x), inputs=x)  # logits (B, C)
+        xs = [x] + [b.x for _, bs in drawn for b in bs]
         if self.fused_forward:
             outs = iter(self.model(torch.cat(xs)).split([len(x) for x in xs]))
         else:
             outs = iter([self.model(x) for x in xs])  # incoming first, then each replay batch
         logits = next(outs)
-        return StepContext(self, batch, logits, replays={id(t): [(b, next(outs)) for b in bs] for t, bs in drawn})
+        return StepContext(self, batch, logits, replays={id(t): [(b, next(outs)) for b in bs] for t, bs in drawn},
+                           inputs=x)
 
     def update(self, ctx: StepContext) -> Tensor:
         """One SGD step on the sum of ``loss_terms``; returns (and sets ``ctx.loss`` to) the first
@@ -397,6 +425,7 @@ class Learner:
             "model": self.model.state_dict(),
             "opt": self.opt.state_dict(),
             "generator": self.generator.get_state(),
+            "aug_generator": self.aug_generator.get_state(),
             "seen_classes": self.seen_classes.clone(),
             "n_observed": self.n_observed,
             "terms": {f"{i}:{t.name}": t.state_dict() for i, t in enumerate(self.loss_terms)},
@@ -407,6 +436,8 @@ class Learner:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
         self.generator.set_state(state["generator"].cpu())
+        if "aug_generator" in state:  # checkpoints written before augmentation existed have none
+            self.aug_generator.set_state(state["aug_generator"].cpu())
         self.seen_classes = state["seen_classes"].to(self.device, copy=True)
         self.n_observed = int(state["n_observed"])
         keys = [f"{i}:{t.name}" for i, t in enumerate(self.loss_terms)]

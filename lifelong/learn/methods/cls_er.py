@@ -76,6 +76,7 @@ class CLSER(Learner):
     description = "CLS-ER: replay with consistency to plastic and stable weight averages"
     paper = "Arani, Sarfraz & Zonooz 2022, Learning Fast, Learning Slow (ICLR)"
     composable = False  # one forward pass over the joined incoming and replay batches
+    augments = True  # both batches are augmented in observe; the memory keeps the raw inputs
 
     def __init__(
         self,
@@ -121,14 +122,16 @@ class CLSER(Learner):
         b = len(batch)
         if len(self.memory):
             mb = self.memory.sample(self.replay_batch, self.generator)
-            x = torch.cat([batch.x, mb.x])
+            xa = self.augmented(batch.x)  # incoming first, then replay (as Learner.context)
+            mb = Batch(self.augmented(mb.x), mb.y, mb.task, mb.extras)  # the semantic memories see it too
+            x = torch.cat([xa, mb.x])
             y = torch.cat([batch.y, mb.y])
             task = torch.cat([batch.task, mb.task]) if batch.task is not None and mb.task is not None else None
             out = self.model(x)  # (B + M, C)
             consistency = F.mse_loss(out[b:], self.semantic_logits(mb))
             total = self.ce(out, y, task) + self.reg_weight * consistency
         else:
-            out = self.model(batch.x)
+            out = self.model(self.augmented(batch.x))
             total = self.ce(out, batch.y, batch.task)
         logits = out[:b]
         loss = self.ce(logits, batch.y, batch.task)  # the incoming batch alone, for the record

@@ -65,7 +65,7 @@ class Distillation(Term):
         if self.teacher is None or not bool(self.old_classes.any()):
             return None
         with torch.no_grad():
-            old = self.teacher(ctx.batch.x)[:, self.old_classes]
+            old = self.teacher(ctx.x)[:, self.old_classes]  # the images the student saw
         return self.alpha * distillation(ctx.logits[:, self.old_classes], old, self.temperature)
 
     def end_chunk(self, learner: Learner) -> None:
