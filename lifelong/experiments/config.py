@@ -89,6 +89,8 @@ LEARNER_RESERVED = {
     "augment": "data augmentation is set in one place, [train] augment (the run passes it to the learner); move it there",
     "task_classes": "task identity comes from the scenario (e.g. name = \"task_incremental\"), not from [learner]",
 }
+#: Scenarios that are a fixed benchmark split: the default ``[scenario]`` options do not apply.
+NAMED_BENCHMARKS = ("split_cifar10", "split_cifar100")
 #: Model-builder parameters the run fills from the stream.
 MODEL_FILLED = ("input_shape", "n_classes", "seed")
 #: Sections that used to be accepted (and ignored), with how to do what they meant.
@@ -257,6 +259,8 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
         if s == "model" and ("factory" in value
                              or value.get("kind", value.get("name", defaults["kind"])) != defaults["kind"]):
             defaults = {}  # the default options are the default model's (an MLP's hidden sizes)
+        if s == "scenario" and value.get("name") in NAMED_BENCHMARKS:
+            defaults = {}  # a named benchmark fixes its own split (the default n_chunks = 5 is not its)
         if s == "model" and "name" in value and "kind" not in value:
             defaults = {k: v for k, v in defaults.items() if k != "kind"}
         sections[s] = {**defaults, **copy.deepcopy(value)}

@@ -171,13 +171,14 @@ def _image_shape(kind: str, input_shape: Sequence[int], min_side: int = 8) -> tu
     return c, h, w
 
 
-def resnet18(input_shape: Sequence[int], n_classes: int, *, nf: int = 20, seed: int = 0) -> Net:
+def resnet18(input_shape: Sequence[int], n_classes: int, *, nf: int | None = None, seed: int = 0) -> Net:
     """The reduced ResNet-18 of GEM (Lopez-Paz & Ranzato 2017) and DER (Buzzega et al. 2020).
 
     Four stages of two :class:`BasicBlock` each, widths ``nf, 2nf, 4nf, 8nf``, a 3x3 stride-1
     stem without max-pool, global average pooling, and a linear head on the ``8·nf`` features.
     ``nf = 20`` is GEM's MNIST-size network (about 1.1 M parameters), ``nf = 64`` DER's CIFAR one
-    (11.2 M). Any channel count and any image of at least 8x8 (1x28x28, 3x32x32, 3x64x64).
+    (11.2 M); the default (``None``) is 20 for one-channel inputs and 64 for colour ones. Any
+    channel count and any image of at least 8x8 (1x28x28, 3x32x32, 3x64x64).
 
     Examples
     --------
@@ -186,6 +187,8 @@ def resnet18(input_shape: Sequence[int], n_classes: int, *, nf: int = 20, seed: 
     (torch.Size([2, 10]), torch.Size([2, 32]))
     """
     c, _, _ = _image_shape("resnet18", input_shape)
+    if nf is None:
+        nf = 20 if c == 1 else 64
     if int(nf) <= 0:
         raise ConfigError(f"model 'resnet18': nf must be a positive width, got {nf}")
     nf = int(nf)

@@ -39,6 +39,16 @@ META = "batches.meta"
 SUBDIRS = ("cifar-10-batches-py", "cifar10", "cifar10/cifar-10-batches-py")
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _PIXELS = 3 * 32 * 32  # a row is 1024 red, then 1024 green, then 1024 blue values, each 32x32 row-major
+#: Per-channel mean and standard deviation of the CIFAR-10 training images (in [0, 1]): the
+#: normalisation of the DER paper's Seq-CIFAR-10 (mammoth's ``seq-cifar10``).
+MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2615)
+
+
+def normalise(x: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """``(x - mean) / std`` per channel of ``x`` (N, C, H, W) float32, in place; returns ``x``."""
+    x -= np.asarray(mean, dtype=np.float32)[None, :, None, None]
+    x /= np.asarray(std, dtype=np.float32)[None, :, None, None]
+    return x
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
@@ -147,7 +157,8 @@ def available(data_dir: str | os.PathLike[str] | None = None) -> bool:
 
 
 def load(
-    *, data_dir: str | os.PathLike[str] | None = None, download: bool = False, seed: int = 0, flatten: bool = False
+    *, data_dir: str | os.PathLike[str] | None = None, download: bool = False, seed: int = 0, flatten: bool = False,
+    normalize: bool = False,
 ) -> Dataset:
     """Load CIFAR-10 with its official 50,000/10,000 split.
 
@@ -161,6 +172,9 @@ def load(
         Ignored: the split is the official one.
     flatten : bool
         Inputs of shape ``(3072,)`` when true, else ``(3, 32, 32)``.
+    normalize : bool
+        Standardise each channel with the training set's mean and std (:data:`MEAN`, :data:`STD`),
+        as the DER paper's Seq-CIFAR-10 does.
 
     Returns
     -------
@@ -173,6 +187,7 @@ def load(
         If the batches are missing, malformed, or contain a pickle that is not plain data.
     """
     flatten = check_bool("cifar10", "flatten", flatten)
+    normalize = check_bool("cifar10", "normalize", normalize)
     directory = find_dir(data_dir)
     if directory is None:
         note = "lifelong cannot download cifar10; " if download else ""
@@ -187,11 +202,9 @@ def load(
     y_train = np.concatenate([p[1] for p in parts])
     x_test, y_test = _images_and_labels(directory / TEST_BATCH)
     shape = (_PIXELS,) if flatten else (3, 32, 32)
+    x_train, x_test = scale_uint8(x_train).reshape(-1, 3, 32, 32), scale_uint8(x_test).reshape(-1, 3, 32, 32)
+    if normalize:
+        x_train, x_test = normalise(x_train, MEAN, STD), normalise(x_test, MEAN, STD)
     return make_dataset(
-        "cifar10",
-        scale_uint8(x_train).reshape(-1, *shape),
-        y_train,
-        scale_uint8(x_test).reshape(-1, *shape),
-        y_test,
-        _class_names(directory),
+        "cifar10", x_train.reshape(-1, *shape), y_train, x_test.reshape(-1, *shape), y_test, _class_names(directory),
     )
