@@ -122,3 +122,77 @@ def test_the_cifar_recipe_augments_where_the_learner_and_inputs_take_it(tmp_path
     assert (t["epochs"], t["batch_size"], t["lr"], t["augment"]) == (50, 32, 0.03, "crop_flip")  # the DER protocol
     assert "augment" not in train("agem")  # its own update rule: left out, not an error
     assert "augment" not in train("er", model={"kind": "mlp", "hidden": [4]}, flatten=True)
+
+
+# -- --download: the official archive, verified by SHA-256, from a local HTTP server -------------
+
+import functools  # noqa: E402
+import hashlib  # noqa: E402
+import http.server  # noqa: E402
+import io  # noqa: E402
+import tarfile  # noqa: E402
+import threading  # noqa: E402
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def make_archive(path: Path, source: Path, top: str) -> None:
+    """A .tar.gz of ``source`` under ``top/``, plus members that must never be extracted."""
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(source, arcname=top)
+        evil = tarfile.TarInfo("../evil.txt")
+        evil.size = 4
+        tar.addfile(evil, io.BytesIO(b"evil"))
+        link = tarfile.TarInfo(f"{top}/link")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+
+
+@pytest.fixture
+def archive_server(tmp_path, monkeypatch):
+    served = tmp_path / "served"
+    served.mkdir()
+    for var in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(var, "127.0.0.1,localhost")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served)))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", served
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_download_verifies_the_archive_and_extracts_only_its_files(tmp_path, archive_server, monkeypatch, name):
+    from lifelong.data.datasets import cifar10, cifar100
+
+    module, top = (cifar10, "cifar-10-batches-py") if name == "cifar10" else (cifar100, "cifar-100-python")
+    base, served = archive_server
+    source = tmp_path / "source" / top
+    if name == "cifar10":
+        write_cifar_dir(source, per_batch=10)
+    else:
+        write_cifar100_dir(source)
+    archive = served / f"{top}.tar.gz"
+    make_archive(archive, source, top)
+    url = base + archive.name
+    target = tmp_path / "data" / "target"
+    with pytest.raises(DataError, match=rf"{name}: {url} has SHA-256 .* was expected.*Nothing was kept"):
+        load_dataset(name, data_dir=target, download=True, url=url)  # the official digest does not match
+    assert not target.exists() or not any(target.rglob("*"))
+    monkeypatch.setattr(module, "SHA256", hashlib.sha256(archive.read_bytes()).hexdigest())
+    ds = load_dataset(name, data_dir=target, download=True, url=url)
+    assert ds.name == name and (target / top).is_dir()
+    assert not (target / "link").exists() and not (target / top / "link").exists()
+    assert not (tmp_path / "data" / "evil.txt").exists() and not list(target.glob("*.tar.gz"))  # archive removed
+    again = load_dataset(name, data_dir=target)  # the extracted copy is found without a download
+    assert torch.equal(again.x_test, ds.x_test)
+    with pytest.raises(DataError, match="could not download"):
+        load_dataset(name, data_dir=tmp_path / "other", download=True, url=base + "missing.tar.gz")
+    with pytest.raises(ConfigError, match="must start with http:// or https://"):
+        load_dataset(name, data_dir=tmp_path / "other", download=True, url="file:///etc/passwd")
+    assert module.URL.startswith("https://www.cs.toronto.edu/~kriz/") and len(module.SHA256) == 64

@@ -131,14 +131,14 @@ DATASETS: Registry = Registry("dataset", {
         ),
         DatasetInfo(
             "cifar10",
-            "CIFAR-10 colour 32x32 images, 10 classes (local python batches)",
+            "CIFAR-10 colour 32x32 images, 10 classes (local python batches or --download)",
             cifar10.load,
             cifar10.available,
             CIFAR_PROTOCOL,
         ),
         DatasetInfo(
             "cifar100",
-            "CIFAR-100 colour 32x32 images, 100 classes or 20 superclasses (local python pickles)",
+            "CIFAR-100 colour 32x32 images, 100 classes or 20 superclasses (local python pickles or --download)",
             cifar100.load,
             cifar100.available,
             CIFAR_PROTOCOL,
@@ -175,7 +175,7 @@ def load_dataset(
     data_dir : path, optional
         Where to look for (or put) the files; each source documents its search order.
     download : bool
-        Allow a download when no local copy exists (only ``fashion_mnist`` can download).
+        Allow a download when no local copy exists (``fashion_mnist``, ``cifar10`` and ``cifar100``).
     seed : int
         Seed of any split or generation the source performs.
     **options

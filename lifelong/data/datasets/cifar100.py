@@ -5,7 +5,9 @@ The directory holds ``train`` (50,000 images), ``test`` (10,000) and ``meta``, e
 (``data``: uint8 (N, 3072), ``fine_labels``, ``coarse_labels``; ``meta``: ``fine_label_names``,
 ``coarse_label_names``). It is looked for in ``data_dir``, ``data_dir/cifar-100-python``,
 ``data_dir/cifar100`` and ``data_dir/cifar100/cifar-100-python``, then the same places under
-``$LIFELONG_DATA``. The pickles are read with the restricted unpickler of
+``$LIFELONG_DATA``. With ``download=True`` and no local copy, the official archive (:data:`URL`)
+is fetched, verified against :data:`SHA256` and extracted into ``data_dir`` (default: the cache,
+``~/.cache/lifelong/cifar100``). The pickles are read with the restricted unpickler of
 :mod:`lifelong.data.datasets.cifar10`, which builds plain data and numpy arrays only.
 """
 
@@ -20,6 +22,7 @@ from lifelong.data import Dataset
 from lifelong.data.datasets._common import (
     DATA_ENV,
     as_path,
+    cache_root,
     check_bool,
     data_root,
     format_dirs,
@@ -27,11 +30,15 @@ from lifelong.data.datasets._common import (
     scale_uint8,
     with_subdirs,
 )
+from lifelong.data.datasets.archive import download_archive
 from lifelong.data.datasets.cifar10 import _PIXELS, _read_batch, normalise
 from lifelong.errors import ConfigError, DataError
 
 TRAIN, TEST, META = "train", "test", "meta"
 SUBDIRS = ("cifar-100-python", "cifar100", "cifar100/cifar-100-python")
+#: The official archive (Krizhevsky's page) and its SHA-256.
+URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+SHA256 = "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"
 #: Per-channel mean and standard deviation of the CIFAR-100 training images (in [0, 1]), as the
 #: continual-learning code bases normalise with.
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
@@ -81,7 +88,7 @@ def available(data_dir: str | os.PathLike[str] | None = None) -> bool:
 
 def load(
     *, data_dir: str | os.PathLike[str] | None = None, download: bool = False, seed: int = 0,
-    flatten: bool = False, labels: str = "fine", normalize: bool = False,
+    flatten: bool = False, labels: str = "fine", normalize: bool = False, url: str | None = None,
 ) -> Dataset:
     """Load CIFAR-100 with its official 50,000/10,000 split.
 
@@ -90,7 +97,7 @@ def load(
     data_dir : path, optional
         Directory with ``train`` and ``test``, or a parent of ``cifar-100-python``.
     download : bool
-        Not supported; only changes the error message when the files are missing.
+        Fetch the official archive when no local copy is found (verified by SHA-256).
     seed : int
         Ignored: the split is the official one.
     flatten : bool
@@ -99,6 +106,8 @@ def load(
         The 100 fine classes (default) or the 20 superclasses.
     normalize : bool
         Standardise each channel with the training set's mean and std (:data:`MEAN`, :data:`STD`).
+    url : str, optional
+        Where to download the archive from (a mirror); default :data:`URL`.
 
     Raises
     ------
@@ -110,11 +119,15 @@ def load(
     if labels not in ("fine", "coarse"):
         raise ConfigError(f"dataset 'cifar100': labels must be 'fine' or 'coarse', got {labels!r}")
     directory = find_dir(data_dir)
+    if directory is None and download:
+        dest = as_path(data_dir) or cache_root() / "cifar100"
+        download_archive(url or URL, SHA256, dest, SUBDIRS[0], who="cifar100")
+        directory = find_dir(dest)
     if directory is None:
-        note = "lifelong cannot download cifar100; " if download else ""
+        note = "the downloaded archive lacks them; " if download else ""
         raise DataError(
             f"cifar100: no directory holds {TRAIN} and {TEST}. Looked in:\n{format_dirs(search_dirs(data_dir))}\n"
-            f"To fix: {note}extract cifar-100-python.tar.gz and pass --data-dir (data_dir=...) pointing at the "
+            f"To fix: {note}pass --download, or extract cifar-100-python.tar.gz and pass --data-dir (data_dir=...) pointing at the "
             f"extracted directory, or put it under $LIFELONG_DATA and set {DATA_ENV}"
         )
     key = f"{labels}_labels"
