@@ -40,6 +40,7 @@ from dataclasses import replace
 from typing import Any
 
 from lifelong.data.datasets import DATASETS
+from lifelong.learn.methods import LEARNERS
 
 __all__ = ["BASE", "MAX_EPOCHS", "REFERENCE_LEARNERS", "SCENARIO_PROTOCOLS", "TARGET_SAMPLES", "describe",
            "resolve_protocol", "resolve_train", "size_protocol", "stream_size"]
@@ -115,8 +116,6 @@ def protocol_augment_applies(cfg: Any) -> bool:
     ``cfg``: the images are not flattened and the learner augments (a composable method, or one
     that declares ``augments``). Where it does not, the protocol's augmentation is left out, never
     an error: the user did not ask for it."""
-    from lifelong.learn.methods import LEARNERS  # a downward import, deferred: the registry fills on import
-
     cls = LEARNERS.get(cfg.learner_name)
     takes = cls is not None and (getattr(cls, "composable", False) or getattr(cls, "augments", False))
     return bool(takes) and not cfg.dataset.get("flatten", False)
