@@ -191,7 +191,7 @@ def test_a_command_whose_extra_is_missing_is_one_clear_line(monkeypatch):
 def test_user_errors_of_the_split_commands_exit_2_with_one_line(tmp_path):
     for args, expected in ((("report", "nowhere"), "has no log.jsonl"),
                            (("sweep",), "pass a sweep file"),
-                           (("ledger", "check", "--tier", "slow"), "--tier must be 'fast' or 'full'")):
+                           (("ledger", "check", "--tier", "slow"), "--tier must be one of fast, full, paper")):
         proc = run_cli(tmp_path, *args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert expected in proc.stderr and "Traceback" not in proc.stderr

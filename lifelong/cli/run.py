@@ -117,6 +117,9 @@ def run(
     epochs: Annotated[Optional[int], typer.Option(help="epochs per chunk")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
     lr: Annotated[Optional[float], typer.Option(help="learning rate")] = None,
+    model: Annotated[Optional[str], typer.Option(help="network: mlp, cnn, resnet18, resnet32 (options in [model] of a config)")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N, mps or auto (default: an accelerator if present)")] = None,
+    augment: Annotated[Optional[str], typer.Option(help="image augmentation: crop_flip (the CIFAR protocol), crop, flip or none")] = None,
     memory: Annotated[Optional[int], typer.Option(help="memory size (replay learners; a learner without a memory ignores it, with a note)")] = None,
     n_chunks: Annotated[Optional[int], typer.Option("--n-chunks")] = None,
     eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="also evaluate every N batches")] = None,
@@ -141,7 +144,7 @@ def run(
     flags = dict(learner=learner, scenario=scenario, dataset=dataset, data=data, label=label,
                  standardize=standardize, data_dir=data_dir, download=download,
                  seeds=seed_list, epochs=epochs, batch_size=batch_size, lr=lr, mem_size=memory,
-                 n_chunks=n_chunks, eval_every=eval_every, name=name)
+                 n_chunks=n_chunks, eval_every=eval_every, name=name, model=model, device=device, augment=augment)
     # Everything below is checked (config, flags, names) before any data is read.
     if config is not None:
         base = load_config(config)

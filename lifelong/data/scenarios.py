@@ -45,7 +45,7 @@ from lifelong.registry import Registry
 from lifelong.seeding import derive_seed
 
 __all__ = ["SCENARIOS", "ScenarioInfo", "Stream", "blurry", "build_stream", "class_incremental", "concept_drift",
-           "domain_incremental", "online", "river_drift", "rotate", "task_incremental"]
+           "domain_incremental", "online", "river_drift", "rotate", "split_cifar10", "split_cifar100", "task_incremental"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,6 +269,41 @@ def river_drift(
     )
 
 
+# --------------------------------------------------------------------------------------------
+# The standard image benchmarks: class splits of CIFAR-10 and CIFAR-100 with the papers' settings.
+
+
+def _benchmark_split(ds: Dataset, name: str, n_classes: int, n_chunks: int, task_il: bool, seed: int,
+                     train_per_chunk: int | None, test_per_chunk: int | None) -> Stream:
+    if ds.n_classes != n_classes:
+        raise ConfigError(f"{name} splits a {n_classes}-class dataset ({name.removeprefix('split_')}), but "
+                          f"{ds.name!r} has {ds.n_classes} classes; use dataset {name.removeprefix('split_')!r} or "
+                          f"the generic class_incremental scenario")
+    build = task_incremental if task_il else class_incremental
+    stream = build(ds, n_chunks=n_chunks, class_order="natural", seed=seed, train_per_chunk=train_per_chunk,
+                   test_per_chunk=test_per_chunk)
+    return replace(stream, name=name, info={**stream.info, "benchmark": name, "setting": "task-IL" if task_il else "class-IL"})
+
+
+def split_cifar10(ds: Dataset, *, task_il: bool = False, seed: int = 0, train_per_chunk: int | None = None,
+                  test_per_chunk: int | None = None) -> Stream:
+    """Seq-CIFAR-10 (Buzzega et al. 2020, DER): five chunks of two classes in the natural class
+    order (airplane and automobile first); class-IL, or task-IL with ``task_il = true``. The
+    paper's protocol (50 epochs, batch 32, lr 0.03, crop and flip) is the ``cifar10`` dataset's."""
+    return _benchmark_split(ds, "split_cifar10", 10, 5, task_il, seed, train_per_chunk, test_per_chunk)
+
+
+def split_cifar100(ds: Dataset, *, n_chunks: int = 10, task_il: bool = False, seed: int = 0,
+                   train_per_chunk: int | None = None, test_per_chunk: int | None = None) -> Stream:
+    """Split CIFAR-100: ``n_chunks`` = 10 chunks of ten classes (the default) or 20 of five, in the
+    natural class order (as mammoth's seq-cifar100; iCaRL's seed-1993 order is
+    ``class_incremental`` with ``class_order`` set to it)."""
+    if n_chunks not in (10, 20):
+        raise ConfigError(f"split_cifar100: n_chunks must be 10 (10x10 classes) or 20 (20x5), got {n_chunks}; "
+                          f"other splits are the class_incremental scenario")
+    return _benchmark_split(ds, "split_cifar100", 100, n_chunks, task_il, seed, train_per_chunk, test_per_chunk)
+
+
 @dataclass(frozen=True)
 class ScenarioInfo:
     name: str
@@ -286,6 +321,8 @@ SCENARIOS: Registry = Registry("scenario", {
         ScenarioInfo("blurry", "Si-Blurry: random class groups and chunk lengths, classes overlap across chunks", blurry),
         ScenarioInfo("concept_drift", "labels remapped by seeded permutations at random times; old mappings recur", concept_drift),
         ScenarioInfo("river_drift", "river's SEA / RandomRBFDrift generators with drift points (dataset ignored)", river_drift),
+        ScenarioInfo("split_cifar10", "Seq-CIFAR-10 of DER: 5 chunks of 2 classes, natural order (task_il option)", split_cifar10),
+        ScenarioInfo("split_cifar100", "Split CIFAR-100: 10 chunks of 10 classes or 20 of 5 (task_il option)", split_cifar100),
         # L2M lifetimes (condensed, dispersed, alternating, permuted, single-task expert), built on
         # the base splits by lifelong.data.lifetimes
         *(ScenarioInfo(name, text, build) for name, text, build in lifetimes.L2M_SCENARIOS),

@@ -14,14 +14,16 @@ A run config looks like::
     n_chunks = 5
 
     [model]
-    kind = "mlp"
-    hidden = [256, 256]
+    kind = "mlp"                  # or name = ...: mlp, cnn, resnet18 (nf = 20 | 64), resnet32
+    hidden = [256, 256]           # or factory = "my_pkg.nets:build" for your own nn.Module
 
     [train]                       # optional: epochs, batch_size and lr left out come from
     epochs = 1                    # the dataset's and the scenario's protocol
     batch_size = 32               # (lifelong.experiments.protocol)
     lr = 0.05
     eval_every = 0
+    device = "auto"               # cpu, cuda, cuda:N, mps; auto picks an accelerator if present
+    augment = "none"              # "crop_flip": random crop (padding 4) + horizontal flip
 
     [learner]
     name = "er"
@@ -65,25 +67,30 @@ import tomli_w
 
 from lifelong.data.datasets import DATASETS, dataset_options
 from lifelong.data.scenarios import SCENARIOS, scenario_options
+from lifelong.device import check_device_spec
 from lifelong.errors import ConfigError
+from lifelong.learn.augment import AUGMENTATIONS
 from lifelong.learn.methods import LEARNERS, check_hyperparameters, hyperparameters
-from lifelong.learn.nets import MODELS
+from lifelong.learn.nets import FACTORY_FILLED, MODELS, factory_takes_any, load_factory
 from lifelong.options import check_options
 from lifelong.plugins import load_plugins
 
 SECTIONS = ("dataset", "scenario", "model", "train", "learner")
 TOP_LEVEL = ("name", "seeds", "threads", "checkpoint", "plugins")
 TRAIN_KEYS = {"epochs": int, "batch_size": int, "lr": float, "momentum": float, "eval_every": int, "eval_batch_size": int,
-              "near_future": int}
+              "near_future": int, "device": str, "augment": str}
 #: ``[train]`` keys the run passes to the learner (when it takes them): set here and nowhere else.
-TRAIN_TO_LEARNER = ("lr", "momentum")
+TRAIN_TO_LEARNER = ("lr", "momentum", "augment")
 #: Learner parameters a config may not set in ``[learner]``, and why.
 LEARNER_RESERVED = {
     "lr": "the learning rate is set in one place, [train] lr (the run passes it to the learner); move it there",
     "momentum": "the momentum is set in one place, [train] momentum (the run passes it to the learner); move it there",
     "seed": "the run seeds the learner itself; set the top-level `seeds` instead",
+    "augment": "data augmentation is set in one place, [train] augment (the run passes it to the learner); move it there",
     "task_classes": "task identity comes from the scenario (e.g. name = \"task_incremental\"), not from [learner]",
 }
+#: Scenarios that are a fixed benchmark split: the default ``[scenario]`` options do not apply.
+NAMED_BENCHMARKS = ("split_cifar10", "split_cifar100")
 #: Model-builder parameters the run fills from the stream.
 MODEL_FILLED = ("input_shape", "n_classes", "seed")
 #: Sections that used to be accepted (and ignored), with how to do what they meant.
@@ -140,6 +147,14 @@ def check_train(section: dict[str, Any], *, keys: Any = TRAIN_KEYS, where: str =
     for k, v in section.items():
         if k not in keys:
             raise ConfigError(f"unknown key {k!r} in {where}; known keys: {sorted(keys)}")
+        if k == "device":
+            out[k] = check_device_spec(v)
+            continue
+        if k == "augment":
+            if not isinstance(v, str) or v not in AUGMENTATIONS:
+                raise ConfigError(f"[train] augment must be one of {', '.join(map(repr, AUGMENTATIONS))}, got {v!r}")
+            out[k] = v
+            continue
         out[k] = _check_positive("train", k, v, TRAIN_KEYS[k])
     return out
 
@@ -179,6 +194,35 @@ def check_model_options(kind: Any, options: dict[str, Any], *, where: str = "[mo
     return check_options(builder, options, where=where, skip=MODEL_FILLED)
 
 
+def check_model_section(model: dict[str, Any], *, where: str = "[model]") -> dict[str, Any]:
+    """A whole ``[model]`` table: a built-in network by ``kind`` (or its alias ``name``) with its
+    options, or a user's ``factory = "pkg.mod:fn"`` with the factory's options. Returns the table
+    with ``name`` read as ``kind``; the factory is imported here, so a bad path fails before any
+    data is read."""
+    model = dict(model)
+    if "name" in model:
+        name = model.pop("name")
+        if "kind" in model and model["kind"] != name:
+            raise ConfigError(f"{where} sets both kind = {model['kind']!r} and name = {name!r}; keep one (name is "
+                              f"an alias of kind)")
+        model["kind"] = name
+    if "factory" in model:
+        if "kind" in model:
+            raise ConfigError(f"{where} sets both factory and kind = {model['kind']!r}: a factory builds your own "
+                              f"network, kind a built-in one; keep one")
+        fn = load_factory(model["factory"])
+        options = {k: v for k, v in model.items() if k != "factory"}
+        for key in options:
+            if key in FACTORY_FILLED:
+                raise ConfigError(f"{where} {key} is not an option: the run passes it to the factory")
+        if not factory_takes_any(fn):
+            options = check_options(fn, options, where=f"{where} factory {model['factory']!r}:", skip=FACTORY_FILLED)
+        return {"factory": model["factory"], **options}
+    kind = model.get("kind", "mlp")
+    return {**({"kind": kind} if "kind" in model else {}),
+            **check_model_options(kind, {k: v for k, v in model.items() if k != "kind"}, where=where)}
+
+
 def _check_named(section: str, table: dict[str, Any]) -> dict[str, Any]:
     """``[dataset]`` or ``[scenario]``: a string ``name`` and its options, checked and converted."""
     name = table.get("name")
@@ -212,16 +256,18 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
         if not isinstance(value, dict):
             raise ConfigError(f"[{s}] must be a table, got {type(value).__name__}")
         defaults = getattr(base, s)
-        if s == "model" and value.get("kind", defaults["kind"]) != defaults["kind"]:
+        if s == "model" and ("factory" in value
+                             or value.get("kind", value.get("name", defaults["kind"])) != defaults["kind"]):
             defaults = {}  # the default options are the default model's (an MLP's hidden sizes)
+        if s == "scenario" and value.get("name") in NAMED_BENCHMARKS:
+            defaults = {}  # a named benchmark fixes its own split (the default n_chunks = 5 is not its)
+        if s == "model" and "name" in value and "kind" not in value:
+            defaults = {k: v for k, v in defaults.items() if k != "kind"}
         sections[s] = {**defaults, **copy.deepcopy(value)}
     sections["train"] = check_train(sections["train"])
     sections["dataset"] = _check_named("dataset", sections["dataset"])
     sections["scenario"] = _check_named("scenario", sections["scenario"])
-    model = sections["model"]
-    kind = model.get("kind", "mlp")
-    sections["model"] = {**({"kind": kind} if "kind" in model else {}),
-                         **check_model_options(kind, {k: v for k, v in model.items() if k != "kind"})}
+    sections["model"] = check_model_section(sections["model"])
     sections["learner"] = check_learner_section(sections["learner"])
     seeds = data.get("seeds", list(base.seeds))
     if isinstance(seeds, int) and not isinstance(seeds, bool):
@@ -270,8 +316,8 @@ def load_config(path: str | Path) -> RunConfig:
 def override(cfg: RunConfig, *, note: "Callable[[str], None] | None" = None, **flags: Any) -> RunConfig:
     """Apply CLI flags; ``None`` means "not given".
 
-    Keys: learner, scenario, dataset, data (a user file: dataset ``file`` with that ``path``),
-    label and standardize (the file's options), data_dir, download, seeds, epochs, batch_size, lr,
+    Keys: learner, scenario, dataset, model (a built-in network by name), data (a user file: dataset ``file`` with that ``path``),
+    label and standardize (the file's options), data_dir, download, seeds, epochs, batch_size, lr, device, augment,
     mem_size, n_chunks, name, eval_every, threads.
 
     - Names may be typed with hyphens (``class-incremental``, ``cls-er``): a name that is not
@@ -301,11 +347,13 @@ def override(cfg: RunConfig, *, note: "Callable[[str], None] | None" = None, **f
         "data_dir": ("dataset", "data_dir"), "download": ("dataset", "download"),
         "label": ("dataset", "label"), "standardize": ("dataset", "standardize"),
         "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
-        "eval_every": ("train", "eval_every"), "n_chunks": ("scenario", "n_chunks"),
+        "eval_every": ("train", "eval_every"), "n_chunks": ("scenario", "n_chunks"), "device": ("train", "device"),
+        "augment": ("train", "augment"),
     }
     registries = {"learner": LEARNERS, "scenario": SCENARIOS, "dataset": DATASETS}
     flags = {k: v for k, v in flags.items() if v is not None}
-    unknown = sorted(set(flags) - set(mapping) - set(registries) - {"data", "mem_size", "seeds", "name", "threads"})
+    unknown = sorted(set(flags) - set(mapping) - set(registries) - {"data", "mem_size", "seeds", "name", "threads",
+                                                                     "model"})
     if unknown:
         raise ConfigError(f"unknown override {unknown[0]!r}")
     if "data" in flags:
@@ -330,6 +378,15 @@ def override(cfg: RunConfig, *, note: "Callable[[str], None] | None" = None, **f
                 report(f"--{section} {value} replaces {old.get('name')}: dropped its [{section}] {what} "
                        f"{', '.join(dropped)}")
             d[section] = {"name": value}
+    if "model" in flags:  # a built-in network by name; the same one keeps the config's options
+        value = flags["model"]
+        old = d["model"]
+        current = old.get("kind", old.get("name", "factory" if "factory" in old else "mlp"))
+        if current != value:
+            dropped = [k for k in old if k not in ("kind", "name")]
+            if dropped and old != RunConfig().model:  # the default MLP's options are not the user's
+                report(f"--model {value} replaces {current}: dropped its [model] options {', '.join(dropped)}")
+            d["model"] = {"kind": value}
     if "data" in flags:
         d["dataset"]["path"] = str(flags["data"])
     for key, value in flags.items():

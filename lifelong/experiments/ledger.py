@@ -53,14 +53,20 @@ from typing import Any
 import numpy as np
 import tomli_w
 
+from lifelong.data.datasets import dataset_available
+from lifelong.device import resolve_device
 from lifelong.errors import ConfigError
 from lifelong.evaluate import classic_metrics, online_accuracy
 from lifelong.experiments.config import from_dict, read_toml
 from lifelong.experiments.runner import build_run, iter_seed, load_data
 from lifelong.options import check_value
 
-TIERS = ("fast", "full")
-SUITE_KEYS = ("suite", "tier", "seeds", "description", "base", "entry", "order")
+TIERS = ("fast", "full", "paper")
+SUITE_KEYS = ("suite", "tier", "seeds", "description", "base", "entry", "order", "requires")
+#: What a suite may declare it needs (``requires = ["dataset", "accelerator"]``): its dataset's files
+#: present locally, and a CUDA or MPS device. A check skips, and says so, a suite whose needs are
+#: not met (the paper tier's recipes, not run in CI).
+REQUIREMENTS = ("dataset", "accelerator")
 ENTRY_KEYS = ("learner", "acc", "tol", "forgetting", "forgetting_tol", "observed")
 ORDER_KEYS = ("better", "worse", "metric", "margin", "why")
 #: What an ordering compares: final ACC and mean online (prequential) accuracy, higher is better;
@@ -145,6 +151,18 @@ class Suite:
     entries: list[Entry]
     raw: dict[str, Any]
     orders: list[Order] = field(default_factory=list)
+    requires: tuple[str, ...] = ()
+
+    def unmet(self) -> list[str]:
+        """The suite's declared needs (:data:`REQUIREMENTS`) that this machine does not meet, in words."""
+        out = []
+        if "dataset" in self.requires:
+            ds = self.base.get("dataset", {})
+            if not dataset_available(ds.get("name", ""), ds.get("data_dir")):
+                out.append(f"the {ds.get('name')} files (pass data_dir in [base.dataset] or set $LIFELONG_DATA)")
+        if "accelerator" in self.requires and resolve_device("auto").type == "cpu":
+            out.append("an accelerator (CUDA or MPS)")
+        return out
 
     def entry(self, ref: str) -> Entry:
         """The entry ``ref`` names: its key (``er[mem_size=200]``), or its learner name when only one entry has it."""
@@ -216,7 +234,11 @@ def load_suite(path: str | Path) -> Suite:
         entries.append(Entry(raw["suite"], e["learner"], nums["acc"], nums["tol"], dict(e.get("observed", {})),
                              raw["base"], seeds, nums.get("forgetting"), nums.get("forgetting_tol")))
     orders = [_load_order(path, raw["suite"], i, o) for i, o in enumerate(raw.get("order", []))]
-    suite = Suite(path, raw["suite"], raw["tier"], seeds, raw.get("description", ""), raw["base"], entries, raw, orders)
+    requires = raw.get("requires", [])
+    if not isinstance(requires, list) or not set(requires) <= set(REQUIREMENTS):
+        raise ConfigError(f"ledger file {path}: requires must be a list drawn from {list(REQUIREMENTS)}, got {requires!r}")
+    suite = Suite(path, raw["suite"], raw["tier"], seeds, raw.get("description", ""), raw["base"], entries, raw, orders,
+                  tuple(requires))
     keys = [e.key for e in entries]
     if len(set(keys)) != len(keys):
         raise ConfigError(f"ledger file {path}: entries repeat {sorted({k for k in keys if keys.count(k) > 1})}")
@@ -228,6 +250,24 @@ def load_suite(path: str | Path) -> Suite:
     for o in orders:
         suite.entry(o.better), suite.entry(o.worse)
     return suite
+
+
+def smoke_suite(suite: Suite, data_dir: str | Path, *, train_per_chunk: int = 40, test_per_chunk: int = 20,
+                epochs: int = 1, nf: int = 4) -> Suite:
+    """A CPU-sized version of a paper-tier ``suite``: the same scenario, learners, hyper-parameters and
+    protocol, on the files in ``data_dir``, with ``train_per_chunk``/``test_per_chunk`` samples per
+    chunk, ``epochs`` epochs, a ResNet of width ``nf``, one seed, on the CPU. It checks that the
+    recipe runs end to end, not the paper's numbers.
+    """
+    base = {k: (dict(v) if isinstance(v, dict) else v) for k, v in suite.base.items()}
+    base["dataset"] = {**base.get("dataset", {}), "data_dir": str(data_dir)}
+    base["scenario"] = {**base.get("scenario", {}), "train_per_chunk": train_per_chunk, "test_per_chunk": test_per_chunk}
+    base["train"] = {**base.get("train", {}), "epochs": epochs, "device": "cpu"}
+    if str(base.get("model", {}).get("kind", "")).startswith("resnet"):
+        base["model"] = {**base["model"], "nf": nf}
+    entries = [Entry(f"{suite.name}-smoke", e.learner, e.acc, e.tol, {}, base, (suite.seeds[0],)) for e in suite.entries]
+    return Suite(suite.path, f"{suite.name}-smoke", "fast", (suite.seeds[0],), f"CPU smoke of {suite.name}", base,
+                 entries, suite.raw, [])
 
 
 def find_suites(root: str | Path, tier: str | None = None) -> list[Suite]:

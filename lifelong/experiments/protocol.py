@@ -11,7 +11,9 @@ So the ``[train]`` keys a config does not set are filled, in this order of prece
    (``joint``, ``cumulative``) keep the dataset's protocol there: they are the i.i.d. offline upper
    bounds, and a single pass would make them lower than the methods they bound;
 3. the dataset's declared protocol (:attr:`lifelong.data.datasets.DatasetInfo.protocol`):
-   Fashion-MNIST, MNIST and KMNIST one epoch at batch 32 and lr 0.05, CIFAR-10 50 epochs at lr 0.03;
+   Fashion-MNIST, MNIST and KMNIST one epoch at batch 32 and lr 0.05, CIFAR-10 and CIFAR-100 50
+   epochs at lr 0.03 with random crop and flip (``augment = "crop_flip"``, left out for a learner
+   with its own update rule or flattened images);
 4. otherwise (digits, blobs, a user's own file, a plugin's dataset) a protocol derived from the
    size of the training stream, all chunks together (:func:`size_protocol`): enough epochs that
    the network sees about :data:`TARGET_SAMPLES` samples, at most :data:`MAX_EPOCHS`. A
@@ -38,6 +40,7 @@ from dataclasses import replace
 from typing import Any
 
 from lifelong.data.datasets import DATASETS
+from lifelong.learn.methods import LEARNERS
 
 __all__ = ["BASE", "MAX_EPOCHS", "REFERENCE_LEARNERS", "SCENARIO_PROTOCOLS", "TARGET_SAMPLES", "describe",
            "resolve_protocol", "resolve_train", "size_protocol", "stream_size"]
@@ -108,10 +111,22 @@ def resolve_train(user: Mapping[str, Any], dataset: str, n_train: int, scenario:
     return proto, source
 
 
+def protocol_augment_applies(cfg: Any) -> bool:
+    """Whether a dataset protocol's ``augment`` (the CIFAR recipes' crop and flip) applies to
+    ``cfg``: the images are not flattened and the learner augments (a composable method, or one
+    that declares ``augments``). Where it does not, the protocol's augmentation is left out, never
+    an error: the user did not ask for it."""
+    cls = LEARNERS.get(cfg.learner_name)
+    takes = cls is not None and (getattr(cls, "composable", False) or getattr(cls, "augments", False))
+    return bool(takes) and not cfg.dataset.get("flatten", False)
+
+
 def resolve_protocol(cfg: Any, dataset: str, n_train: int) -> Any:
     """``cfg`` with every protocol key of ``[train]`` filled (idempotent: a resolved config is a
     config whose user set them)."""
-    train, _ = resolve_train(cfg.train, dataset, n_train, str(cfg.scenario["name"]), cfg.learner_name)
+    train, source = resolve_train(cfg.train, dataset, n_train, str(cfg.scenario["name"]), cfg.learner_name)
+    if "augment" in train and "augment" not in cfg.train and not protocol_augment_applies(cfg):
+        del train["augment"]
     return replace(cfg, train=train)
 
 

@@ -214,7 +214,7 @@ def write_outputs(run_dir: str | Path, *, reference: str | Path | None = None, w
         metrics["wall_time_s"] = round(wall_time, 3)
     if (run_dir / "config.toml").is_file():  # the resolved protocol (lifelong.experiments.protocol)
         train = load_config(run_dir / "config.toml").train
-        metrics["protocol"] = {k: train[k] for k in ("epochs", "batch_size", "lr") if k in train}
+        metrics["protocol"] = {k: train[k] for k in ("epochs", "batch_size", "lr", "augment") if k in train}
     meta = next((r.extra for r in records if r.kind == "meta"), {})
     chance = chance_level(meta)
     metrics["chance"] = None if math.isnan(chance) else chance

@@ -31,15 +31,16 @@ import torch
 from lifelong.data import Dataset
 from lifelong.data.datasets import load_dataset
 from lifelong.data.scenarios import Stream, build_stream
-from lifelong.errors import CheckpointError
+from lifelong.device import resolve_device
+from lifelong.errors import CheckpointError, ConfigError
 from lifelong.experiments.config import TRAIN_TO_LEARNER, RunConfig
 from lifelong.experiments.protocol import resolve_protocol, stream_size
 from lifelong.learn.loop import LoopConfig, iter_run, training_view
 from lifelong.learn.methods import LEARNERS, Learner, hyperparameters, make_learner
-from lifelong.learn.nets import build_model
+from lifelong.learn.nets import build_model, call_factory, check_model, load_factory
 from lifelong.log import Record
 
-__all__ = ["BuiltRun", "build_learner", "build_run", "iter_seed", "load_data", "loop_config", "make_stream",
+__all__ = ["BuiltRun", "build_learner", "build_run", "iter_seed", "load_data", "loop_config", "make_model", "make_stream",
            "torch_threads"]
 
 
@@ -66,6 +67,7 @@ def loop_config(cfg: RunConfig) -> LoopConfig:
 def build_learner(
     learner: Mapping[str, Any], model: Mapping[str, Any], *, input_shape: tuple[int, ...], n_classes: int, seed: int,
     train: Mapping[str, Any] | None = None, task_classes: list[tuple[int, ...]] | None = None,
+    device: str | torch.device | None = None,
 ) -> Learner:
     """A fresh model and learner from a ``[learner]`` and a ``[model]`` section (run or serve config).
 
@@ -84,21 +86,46 @@ def build_learner(
         they are set), when the learner takes them.
     task_classes : list of tuple of int, optional
         The classes of each task, only where the scenario exposes task identity.
+    device : str or torch.device, optional
+        Where the network and the learner's state live (:func:`lifelong.device.resolve_device`);
+        default ``train["device"]`` when the section sets it, else the CPU. The weights are
+        initialised on the CPU and then moved, so every device starts from the same weights.
 
     Returns
     -------
     Learner
         The same arguments always give the same initial state.
     """
-    model_opts = {k: v for k, v in model.items() if k != "kind"}
-    net = build_model(model.get("kind", "mlp"), input_shape, n_classes, seed=seed, **model_opts)
+    if device is None:
+        device = train.get("device", "cpu") if train is not None else "cpu"
+    net = make_model(model, input_shape=input_shape, n_classes=n_classes, seed=seed).to(resolve_device(device))
     name = learner["name"]
     hp = {k: v for k, v in learner.items() if k != "name"}
-    accepted = hyperparameters(LEARNERS.lookup(name))
+    cls = LEARNERS.lookup(name)
+    check_model(net, input_shape, n_classes, needs_features=getattr(cls, "needs_features", False),
+                who=f"the model for learner {name!r}")
+    accepted = hyperparameters(cls)
     for key in TRAIN_TO_LEARNER:
         if train is not None and key in train and key in accepted:
             hp[key] = train[key]
+    augment = (train or {}).get("augment", "none")
+    if augment != "none":
+        if "augment" not in accepted:
+            raise ConfigError(f"[train] augment = {augment!r}, but learner {name!r} takes no augment; remove it")
+        if len(input_shape) != 3:
+            raise ConfigError(f"[train] augment = {augment!r} needs image inputs (C, H, W), but the stream's inputs "
+                              f"have shape {tuple(input_shape)}; remove it, or load the images unflattened")
     return make_learner(name, net, seed=seed, task_classes=task_classes, **hp)
+
+
+def make_model(model: Mapping[str, Any], *, input_shape: tuple[int, ...], n_classes: int, seed: int) -> torch.nn.Module:
+    """The network of a ``[model]`` section: a built-in one by ``kind`` (default ``"mlp"``) or a
+    user's ``factory`` (:func:`lifelong.learn.nets.call_factory`), initialised from ``seed``."""
+    if "factory" in model:
+        options = {k: v for k, v in model.items() if k != "factory"}
+        return call_factory(load_factory(model["factory"]), input_shape, n_classes, seed=seed, **options)
+    model_opts = {k: v for k, v in model.items() if k not in ("kind", "name")}
+    return build_model(model.get("kind", model.get("name", "mlp")), input_shape, n_classes, seed=seed, **model_opts)
 
 
 @dataclass
@@ -137,7 +164,8 @@ def build_run(cfg: RunConfig, seed: int, ds: Dataset | None = None, *, stream: S
     dataset = ds.name if ds is not None else str(stream.info.get("dataset", cfg.dataset["name"]))
     cfg = resolve_protocol(cfg, dataset, stream_size(stream, cfg.learner_name))  # [train] keys the config left out (idempotent)
     learner = build_learner(cfg.learner, cfg.model, input_shape=stream.input_shape, n_classes=stream.n_classes,
-                            seed=seed, train=cfg.train, task_classes=stream.task_classes)
+                            seed=seed, train=cfg.train, task_classes=stream.task_classes,
+                            device=cfg.train.get("device", "auto"))
     return BuiltRun(stream, learner, loop_config(cfg), seed, dataset, dict(cfg.train))
 
 
@@ -162,7 +190,8 @@ def iter_seed(run: BuiltRun, *, state: Mapping[str, Any] | None = None, meta: Ma
             raise CheckpointError(f"checkpoint for seed {run.seed} does not match this run's config ({e})") from None
         start_chunk, start_step = int(state["next_chunk"]), int(state["step"])
     yield from iter_run(run.stream, run.learner, run.loop, seed=run.seed, start_chunk=start_chunk,
-                        start_step=start_step, meta={"dataset": run.dataset, "seed": run.seed, **(meta or {})})
+                        start_step=start_step, meta={"dataset": run.dataset, "seed": run.seed,
+                                                     "device": str(getattr(run.learner, "device", "cpu")), **(meta or {})})
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -26,8 +26,9 @@ from torch import Tensor, nn
 
 from lifelong.data import Batch
 from lifelong.errors import CheckpointError, ConfigError, DataError, LifelongError
+from lifelong.learn.augment import build_augment
 from lifelong.learn.memory import TensorMemory
-from lifelong.learn.nets import has_batch_statistics
+from lifelong.learn.nets import has_batch_statistics, model_device
 from lifelong.learn.terms import IncomingCE, StepContext, Term, build_terms
 from lifelong.registry import Registry
 from lifelong.seeding import derive_seed
@@ -137,6 +138,11 @@ class Learner:
     task_classes
         for task-incremental scenarios: the classes of each task. Logits outside a sample's task
         are masked in the loss and at prediction (a multi-head network by declared masking).
+    augment
+        a name of :data:`lifelong.learn.augment.AUGMENTATIONS` (``"crop_flip"``): image batches are
+        augmented before the forward pass, incoming and replay alike, with the learner's own
+        ``aug_generator``; memories store the un-augmented inputs. ``None`` (the default): none.
+        Composable methods and those that set ``augments = True`` take it (set it in ``[train]``).
     terms
         extra loss terms, one table each (``{"name": "ewc", "ewc_lambda": 10.0}``; see
         :data:`lifelong.learn.terms.TERMS`), added after the method's own. Only composable methods
@@ -162,6 +168,11 @@ class Learner:
     needs_boundaries: ClassVar[bool] = False
     #: True when the update is :meth:`update` over ``loss_terms``, so extra terms can be added.
     composable: ClassVar[bool] = True
+    #: True when the method applies ``augment`` in its own ``observe`` (composable ones do it in
+    #: :meth:`context`)
+    augments: ClassVar[bool] = False
+    #: True when the method calls ``model.features(x)`` (the penultimate features)
+    needs_features: ClassVar[bool] = False
     #: the replay memory that consolidation samples from, where the method has one
     memory: TensorMemory | None = None
 
@@ -175,25 +186,42 @@ class Learner:
         seed: int = 0,
         task_classes: list[tuple[int, ...]] | None = None,
         terms: Sequence[Mapping[str, Any]] | None = None,
+        augment: str | None = None,
     ) -> None:
         if not lr > 0:
             raise ConfigError(f"lr must be > 0, got {lr}")
         self.model = model
+        #: where the model's parameters are; the learner's masks, flags and memories live there too
+        self.device = model_device(model)
         #: incoming and replay batches share one forward call (see :meth:`context`) unless the
         #: network has batch statistics, where each sample's logits depend on its call
         self.fused_forward = not has_batch_statistics(model)
         self.lr, self.momentum, self.weight_decay, self.seed = lr, momentum, weight_decay, seed
         self.opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
         self.generator = torch.Generator().manual_seed(derive_seed(seed, "learner"))
+        if augment == "none":
+            augment = None
+        self.augment = augment
+        self.augmenter = build_augment(augment)
+        if self.augmenter is not None and not (self.composable or self.augments):
+            raise ConfigError(f"{self.name}: this method does not apply data augmentation (its update rule is its own); "
+                              f"remove [train] augment, or use er, der, derpp, er_ace, cls_er or another composable "
+                              f"method")
+        #: the augmentations' random stream (crop offsets, flips), apart from the method's own
+        self.aug_generator = torch.Generator().manual_seed(derive_seed(seed, "augment"))
         self.n_classes = int(self._out_features())
+        if self.needs_features and not callable(getattr(model, "features", None)):
+            raise ConfigError(f"{self.name}: the model ({type(model).__name__}) has no `features(x)` method, which this "
+                              f"method needs (it works on the penultimate features); add `def features(self, x)` "
+                              f"returning the (B, D) input of the head")
         self.task_classes = task_classes
         self._task_mask: Tensor | None = None
         if task_classes is not None:
             mask = torch.zeros(len(task_classes), self.n_classes, dtype=torch.bool)
             for t, cs in enumerate(task_classes):
                 mask[t, list(cs)] = True
-            self._task_mask = mask
-        self.seen_classes = torch.zeros(self.n_classes, dtype=torch.bool)
+            self._task_mask = mask.to(self.device)
+        self.seen_classes = torch.zeros(self.n_classes, dtype=torch.bool, device=self.device)
         self.n_observed = 0
         self.terms = terms
         self.extra_terms = build_terms(terms, owner=self.name or type(self).__name__)
@@ -224,7 +252,9 @@ class Learner:
         head = getattr(self.model, "head", None)
         if isinstance(head, nn.Linear):
             return head.out_features
-        raise ConfigError("the model needs a linear `head` attribute giving its number of classes")
+        raise ConfigError(f"the model ({type(self.model).__name__}) has no linear `head`: the learners read the number "
+                          f"of classes from it. Give the module a `head = nn.Linear(n_features, n_classes)` attribute, "
+                          f"used as its last layer (lifelong.learn.nets.Net(body, head) does this)")
 
     # -- helpers the methods call -------------------------------------------------------------
     def check_batch(self, batch: Batch) -> None:
@@ -242,7 +272,7 @@ class Learner:
         """``(n, n_classes)`` bool: the classes each sample may be predicted as (all of them unless
         the scenario declares tasks)."""
         if task is None or self._task_mask is None:
-            return torch.ones(n, self.n_classes, dtype=torch.bool)
+            return torch.ones(n, self.n_classes, dtype=torch.bool, device=self.device)
         return self._task_mask[task]
 
     def mask(self, logits: Tensor, task: Tensor | None) -> Tensor:
@@ -270,6 +300,10 @@ class Learner:
         loss.backward()
         self.opt.step()
 
+    def augmented(self, x: Tensor) -> Tensor:
+        """``x`` augmented with :attr:`augmenter` (``x`` itself when the learner has none)."""
+        return x if self.augmenter is None else self.augmenter(x, self.aug_generator)
+
     def context(self, batch: Batch) -> StepContext:
         """Check ``batch``, enter training mode, let the replay terms draw their batches
         (:meth:`~lifelong.learn.terms.Term.draw`) and run the step's forward pass.
@@ -283,15 +317,19 @@ class Learner:
         self.check_batch(batch)
         self.train_mode()
         drawn = [(t, bs) for t in self.loss_terms if t.draws and (bs := t.draw(self, len(batch)))]
+        x = self.augmented(batch.x)  # the incoming batch first, then each replay batch in order
+        if self.augmenter is not None:
+            drawn = [(t, [replace(b, x=self.augmented(b.x)) for b in bs]) for t, bs in drawn]
         if not drawn:
-            return StepContext(self, batch, self.model(batch.x))  # logits (B, C)
-        xs = [batch.x] + [b.x for _, bs in drawn for b in bs]
+            return StepContext(self, batch, self.model(x), inputs=x)  # logits (B, C)
+        xs = [x] + [b.x for _, bs in drawn for b in bs]
         if self.fused_forward:
             outs = iter(self.model(torch.cat(xs)).split([len(x) for x in xs]))
         else:
             outs = iter([self.model(x) for x in xs])  # incoming first, then each replay batch
         logits = next(outs)
-        return StepContext(self, batch, logits, replays={id(t): [(b, next(outs)) for b in bs] for t, bs in drawn})
+        return StepContext(self, batch, logits, replays={id(t): [(b, next(outs)) for b in bs] for t, bs in drawn},
+                           inputs=x)
 
     def update(self, ctx: StepContext) -> Tensor:
         """One SGD step on the sum of ``loss_terms``; returns (and sets ``ctx.loss`` to) the first
@@ -387,6 +425,7 @@ class Learner:
             "model": self.model.state_dict(),
             "opt": self.opt.state_dict(),
             "generator": self.generator.get_state(),
+            "aug_generator": self.aug_generator.get_state(),
             "seen_classes": self.seen_classes.clone(),
             "n_observed": self.n_observed,
             "terms": {f"{i}:{t.name}": t.state_dict() for i, t in enumerate(self.loss_terms)},
@@ -396,8 +435,10 @@ class Learner:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
-        self.generator.set_state(state["generator"])
-        self.seen_classes = state["seen_classes"].clone()
+        self.generator.set_state(state["generator"].cpu())
+        if "aug_generator" in state:  # checkpoints written before augmentation existed have none
+            self.aug_generator.set_state(state["aug_generator"].cpu())
+        self.seen_classes = state["seen_classes"].to(self.device, copy=True)
         self.n_observed = int(state["n_observed"])
         keys = [f"{i}:{t.name}" for i, t in enumerate(self.loss_terms)]
         if sorted(keys) != sorted(state["terms"]):

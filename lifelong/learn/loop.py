@@ -57,14 +57,36 @@ def training_view(stream: Stream, data_view: str) -> list[Chunk]:
     return out
 
 
+def learner_device(learner: LearnerProtocol) -> torch.device | None:
+    """The device a learner's state lives on (its ``device`` attribute); ``None`` when it has none
+    (a plugin learner that keeps to the CPU): batches are then passed as the stream holds them."""
+    device = getattr(learner, "device", None)
+    return torch.device(device) if device is not None else None
+
+
+def to_device(batch: Batch, device: torch.device | None) -> Batch:
+    """``batch`` on ``device`` (the same object when it is already there, or ``device`` is None)."""
+    if device is None or batch.x.device == device:
+        return batch
+    task = batch.task.to(device) if batch.task is not None else None
+    return Batch(batch.x.to(device), batch.y.to(device), task, {k: v.to(device) for k, v in batch.extras.items()})
+
+
 @torch.no_grad()
 def evaluate(learner: LearnerProtocol, ev: EvalSet, batch_size: int) -> tuple[int, int, float]:
-    """Raw counts ``(n, n_correct, loss_sum)`` of the learner's predictions on one evaluation set."""
+    """Raw counts ``(n, n_correct, loss_sum)`` of the learner's predictions on one evaluation set.
+
+    The set stays where it is (the CPU); each evaluation batch is moved to the learner's device
+    once, so a set larger than the device's memory streams through."""
     n_correct, loss_sum = 0, 0.0
+    device = learner_device(learner)
     for s in range(0, len(ev), batch_size):
         y = ev.y[s : s + batch_size]
         task = ev.task[s : s + batch_size] if ev.task is not None else None
-        logits = learner.predict(ev.x[s : s + batch_size], task)
+        if device is not None:
+            y, task = y.to(device), (task.to(device) if task is not None else None)
+        x = ev.x[s : s + batch_size]
+        logits = learner.predict(x.to(device) if device is not None else x, task)
         n_correct += int((logits.argmax(1) == y).sum())
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
     return len(ev), n_correct, loss_sum
@@ -76,7 +98,7 @@ def near_future_counts(learner: LearnerProtocol, batches: list[Batch], index: in
     empty past the end of the chunk."""
     if index >= len(batches):
         return {}
-    b = batches[index]
+    b = to_device(batches[index], learner_device(learner))
     n_correct = int((learner.predict(b.x, b.task).argmax(1) == b.y).sum())
     return {"nf_n": len(b), "nf_correct": n_correct}
 
@@ -158,6 +180,7 @@ def iter_run(
     chunks = training_view(stream, learner.data_view)
     sleeping = set(stream.info.get("sleep_chunks", ())) if learner.data_view == "stream" else set()
     step = start_step
+    device = learner_device(learner)  # each batch is moved there once, as it is drawn
     if start_chunk == 0:
         yield Record("meta", seed=seed, extra={**stream.describe(), "learner": learner.name,
                                               "data_view": learner.data_view, **(meta or {})})
@@ -172,6 +195,7 @@ def iter_run(
             if cfg.near_future:
                 batches = list(batches)
             for i, batch in enumerate(batches):
+                batch = to_device(batch, device)
                 if chunk.index in sleeping:
                     s, extra = sleep_step(learner, batch, g)
                     step += 1

@@ -44,15 +44,17 @@ class TensorMemory:
     Slots ``0 .. size-1`` are filled. Subclasses decide which slots incoming samples take.
     """
 
-    def __init__(self, capacity: int, *, seed: int = 0) -> None:
+    def __init__(self, capacity: int, *, seed: int = 0, device: str | torch.device = "cpu") -> None:
         if capacity < 0:
             raise ConfigError(f"memory capacity must be >= 0, got {capacity}")
+        #: where the stored tensors live (the learner's device); the generator stays on the CPU
+        self.device = torch.device(device)
         self.capacity = int(capacity)
         self.size = 0
         self.n_seen = 0
         self.generator = torch.Generator().manual_seed(int(seed))
         self.x: Tensor | None = None  # (capacity, *input_shape)
-        self.y = torch.zeros(self.capacity, dtype=torch.int64)
+        self.y = torch.zeros(self.capacity, dtype=torch.int64, device=self.device)
         self.task: Tensor | None = None  # (capacity,) when batches carry task ids
         self.fields: dict[str, Tensor] = {}
 
@@ -61,11 +63,11 @@ class TensorMemory:
 
     def _allocate(self, batch: Batch, fields: dict[str, Tensor]) -> None:
         if self.x is None:
-            self.x = torch.zeros((self.capacity, *batch.x.shape[1:]), dtype=batch.x.dtype)
+            self.x = torch.zeros((self.capacity, *batch.x.shape[1:]), dtype=batch.x.dtype, device=self.device)
             if batch.task is not None:
-                self.task = torch.zeros(self.capacity, dtype=torch.int64)
+                self.task = torch.zeros(self.capacity, dtype=torch.int64, device=self.device)
             for k, v in fields.items():
-                self.fields[k] = torch.zeros((self.capacity, *v.shape[1:]), dtype=v.dtype)
+                self.fields[k] = torch.zeros((self.capacity, *v.shape[1:]), dtype=v.dtype, device=self.device)
             return
         if batch.x.shape[1:] != self.x.shape[1:]:
             raise DataError(
@@ -77,22 +79,25 @@ class TensorMemory:
     def _write(self, slots: Tensor, rows: Tensor, batch: Batch, fields: dict[str, Tensor]) -> None:
         """Copy ``batch[rows]`` into ``slots`` (both 1-D int64, equal length, slots unique)."""
         assert self.x is not None
-        self.x[slots] = batch.x[rows].detach()
-        self.y[slots] = batch.y[rows]
+        slots = slots.to(self.device)  # no-op on the CPU; the slots were decided on the host
+        rows = rows.to(batch.x.device)
+        self.x[slots] = batch.x[rows].detach().to(self.device)
+        self.y[slots] = batch.y[rows].to(self.device)
         if self.task is not None and batch.task is not None:
-            self.task[slots] = batch.task[rows]
+            self.task[slots] = batch.task[rows].to(self.device)
         for k, v in fields.items():
-            self.fields[k][slots] = v[rows].detach()
+            self.fields[k][slots] = v[rows].detach().to(self.device)
 
     def get(self, idx: Tensor) -> Batch:
         """The stored samples at slot indices ``idx`` as a :class:`Batch`."""
         assert self.x is not None
+        idx = idx.to(self.device)
         task = self.task[idx] if self.task is not None else None
         return Batch(self.x[idx], self.y[idx], task, {k: v[idx] for k, v in self.fields.items()})
 
     def all(self) -> Batch:
         """Every stored sample, in slot order."""
-        return self.get(torch.arange(self.size))
+        return self.get(torch.arange(self.size, device=self.device))
 
     def sample(self, n: int, generator: torch.Generator) -> Batch:
         """``min(n, len(self))`` distinct stored samples, uniformly at random."""
@@ -102,7 +107,7 @@ class TensorMemory:
         return self.get(idx)
 
     def update_field(self, name: str, idx: Tensor, values: Tensor) -> None:
-        self.fields[name][idx] = values.detach()
+        self.fields[name][idx.to(self.device)] = values.detach().to(self.device)
 
     def state_dict(self) -> dict:
         return {
@@ -121,9 +126,10 @@ class TensorMemory:
             raise DataError(f"memory state has capacity {state['capacity']}, this memory has {self.capacity}")
         self.size = int(state["size"])
         self.n_seen = int(state["n_seen"])
-        self.generator.set_state(state["generator"])
-        self.x, self.y, self.task = state["x"], state["y"], state["task"]
-        self.fields = dict(state["fields"])
+        self.generator.set_state(state["generator"].cpu())
+        move = lambda t: None if t is None else t.to(self.device)  # noqa: E731 - a checkpoint may be loaded on the CPU
+        self.x, self.y, self.task = move(state["x"]), move(state["y"]), move(state["task"])
+        self.fields = {k: move(v) for k, v in state["fields"].items()}
 
 
 class ReservoirMemory(TensorMemory):
@@ -166,8 +172,8 @@ class ClassBalancedMemory(TensorMemory):
     the memory is full, room is made by evicting a random sample of the largest class.
     """
 
-    def __init__(self, capacity: int, *, seed: int = 0) -> None:
-        super().__init__(capacity, seed=seed)
+    def __init__(self, capacity: int, *, seed: int = 0, device: str | torch.device = "cpu") -> None:
+        super().__init__(capacity, seed=seed, device=device)
         self.class_count: dict[int, int] = {}
 
     def add(self, batch: Batch, **fields: Tensor) -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -64,6 +64,16 @@ class StepContext:
     logits: Tensor
     loss: Tensor | None = None
     replays: dict[int, list[tuple[Batch, Tensor]]] = field(default_factory=dict)
+    #: the network's input for ``logits``: ``batch.x`` augmented where the learner augments
+    #: (``None``: ``batch.x`` itself); a term that runs another network on the incoming batch
+    #: (LwF's teacher) uses it, so both see the same images. The replay batches in ``replays``
+    #: hold their augmented inputs.
+    inputs: Tensor | None = None
+
+    @property
+    def x(self) -> Tensor:
+        """The incoming inputs the logits were computed on."""
+        return self.batch.x if self.inputs is None else self.inputs
 
 
 class Term:
@@ -107,7 +117,11 @@ class Term:
         for a context built without them, drawn now and forwarded one by one."""
         pairs = ctx.replays.get(id(self))
         if pairs is None:
-            pairs = [(b, ctx.learner.model(b.x)) for b in self.draw(ctx.learner, len(ctx.batch))]
+            augmented = getattr(ctx.learner, "augmented", lambda x: x)
+            pairs = []
+            for b in self.draw(ctx.learner, len(ctx.batch)):
+                b = replace(b, x=augmented(b.x))
+                pairs.append((b, ctx.learner.model(b.x)))
         return pairs
 
     def after_backward(self, ctx: StepContext) -> None:

@@ -204,7 +204,7 @@ def chance_level(meta: Mapping[str, Any]) -> float:
     """Accuracy of guessing, from the log's meta record: ``1/n_classes`` of the stream, or, where the
     task id restricts the prediction (``task_incremental``), the mean of ``1/len(classes)`` over the
     chunks. NaN when the meta record does not say."""
-    if meta.get("scenario") == "task_incremental":
+    if meta.get("scenario") == "task_incremental" or meta.get("setting") == "task-IL":
         sizes = [len(c) for c in meta.get("chunk_classes") or [] if c]
         if sizes:
             return sum(1 / k for k in sizes) / len(sizes)

@@ -11,6 +11,7 @@ fashion_mnist   Fashion-MNIST IDX files: data_dir, $LIFELONG_DATA, system packag
 mnist           MNIST IDX files from data_dir or $LIFELONG_DATA/mnist
 kmnist          Kuzushiji-MNIST IDX files from data_dir or $LIFELONG_DATA/kmnist
 cifar10         CIFAR-10 python batches, read with a restricted unpickler
+cifar100        CIFAR-100 python pickles (fine or coarse labels), the same unpickler
 mnist1d         MNIST-1D generated locally and cached as .npz
 file            a user .npz, .csv or .parquet file (option ``path``)
 blobs           Gaussian classes, synthetic, for fast tests
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from lifelong.data import Dataset
-from lifelong.data.datasets import cifar10, digits, fashion_mnist, files, mnist, mnist1d, synthetic
+from lifelong.data.datasets import cifar10, cifar100, digits, fashion_mnist, files, mnist, mnist1d, synthetic
 from lifelong.data.datasets._common import as_path
 from lifelong.errors import ConfigError
 from lifelong.options import check_options, check_value
@@ -101,6 +102,11 @@ class DatasetInfo:
 #: chunk; the ledger's Split Fashion-MNIST rows are recorded with it).
 MNIST_FAMILY = {"epochs": 1, "batch_size": 32, "lr": 0.05}
 
+#: The DER paper's Seq-CIFAR-10 protocol (Buzzega et al. 2020): 50 epochs per chunk, batch 32, SGD
+#: lr 0.03, random crop and horizontal flip; the same for CIFAR-100 (mammoth's seq-cifar100).
+#: ``augment`` applies where the learner and the inputs take it (see lifelong.experiments.protocol).
+CIFAR_PROTOCOL = {"epochs": 50, "batch_size": 32, "lr": 0.03, "augment": "crop_flip"}
+
 DATASETS: Registry = Registry("dataset", {
     info.name: info
     for info in (
@@ -125,10 +131,17 @@ DATASETS: Registry = Registry("dataset", {
         ),
         DatasetInfo(
             "cifar10",
-            "CIFAR-10 colour 32x32 images, 10 classes (local python batches)",
+            "CIFAR-10 colour 32x32 images, 10 classes (local python batches or --download)",
             cifar10.load,
             cifar10.available,
-            {"epochs": 50, "batch_size": 32, "lr": 0.03},
+            CIFAR_PROTOCOL,
+        ),
+        DatasetInfo(
+            "cifar100",
+            "CIFAR-100 colour 32x32 images, 100 classes or 20 superclasses (local python pickles or --download)",
+            cifar100.load,
+            cifar100.available,
+            CIFAR_PROTOCOL,
         ),
         DatasetInfo("mnist1d", "MNIST-1D 40-step signals, 10 classes (generated and cached locally)", mnist1d.load,
                     protocol={"epochs": 40}),  # an MLP needs ~5,000 steps here: Joint 0.60 at 20 epochs, 0.64 at 40
@@ -162,7 +175,7 @@ def load_dataset(
     data_dir : path, optional
         Where to look for (or put) the files; each source documents its search order.
     download : bool
-        Allow a download when no local copy exists (only ``fashion_mnist`` can download).
+        Allow a download when no local copy exists (``fashion_mnist``, ``cifar10`` and ``cifar100``).
     seed : int
         Seed of any split or generation the source performs.
     **options

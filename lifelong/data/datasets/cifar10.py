@@ -3,7 +3,9 @@
 The directory holds ``data_batch_1`` .. ``data_batch_5``, ``test_batch`` and ``batches.meta``,
 each a pickled dict. It is looked for in ``data_dir``, ``data_dir/cifar-10-batches-py``,
 ``data_dir/cifar10`` and ``data_dir/cifar10/cifar-10-batches-py``, then the same places under
-``$LIFELONG_DATA``. lifelong does not download CIFAR-10.
+``$LIFELONG_DATA``. With ``download=True`` and no local copy, the official archive
+(:data:`URL`) is fetched, verified against :data:`SHA256` and extracted into ``data_dir`` (default:
+the cache, ``~/.cache/lifelong/cifar10``).
 
 Pickles can run arbitrary code, so they are read with :class:`SafeUnpickler`, which resolves
 only the few numpy names an array needs and rejects every other global.
@@ -24,6 +26,7 @@ from lifelong.data import Dataset
 from lifelong.data.datasets._common import (
     DATA_ENV,
     as_path,
+    cache_root,
     check_bool,
     data_root,
     format_dirs,
@@ -31,14 +34,28 @@ from lifelong.data.datasets._common import (
     scale_uint8,
     with_subdirs,
 )
+from lifelong.data.datasets.archive import download_archive
 from lifelong.errors import DataError
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 META = "batches.meta"
 SUBDIRS = ("cifar-10-batches-py", "cifar10", "cifar10/cifar-10-batches-py")
+#: The official archive (Krizhevsky's page) and its SHA-256.
+URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _PIXELS = 3 * 32 * 32  # a row is 1024 red, then 1024 green, then 1024 blue values, each 32x32 row-major
+#: Per-channel mean and standard deviation of the CIFAR-10 training images (in [0, 1]): the
+#: normalisation of the DER paper's Seq-CIFAR-10 (mammoth's ``seq-cifar10``).
+MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2615)
+
+
+def normalise(x: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """``(x - mean) / std`` per channel of ``x`` (N, C, H, W) float32, in place; returns ``x``."""
+    x -= np.asarray(mean, dtype=np.float32)[None, :, None, None]
+    x /= np.asarray(std, dtype=np.float32)[None, :, None, None]
+    return x
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
@@ -147,7 +164,8 @@ def available(data_dir: str | os.PathLike[str] | None = None) -> bool:
 
 
 def load(
-    *, data_dir: str | os.PathLike[str] | None = None, download: bool = False, seed: int = 0, flatten: bool = False
+    *, data_dir: str | os.PathLike[str] | None = None, download: bool = False, seed: int = 0, flatten: bool = False,
+    normalize: bool = False, url: str | None = None,
 ) -> Dataset:
     """Load CIFAR-10 with its official 50,000/10,000 split.
 
@@ -156,11 +174,16 @@ def load(
     data_dir : path, optional
         Directory with the batches, or a parent of ``cifar-10-batches-py``.
     download : bool
-        Not supported; only changes the error message when the files are missing.
+        Fetch the official archive when no local copy is found (verified by SHA-256).
     seed : int
         Ignored: the split is the official one.
     flatten : bool
         Inputs of shape ``(3072,)`` when true, else ``(3, 32, 32)``.
+    normalize : bool
+        Standardise each channel with the training set's mean and std (:data:`MEAN`, :data:`STD`),
+        as the DER paper's Seq-CIFAR-10 does.
+    url : str, optional
+        Where to download the archive from (a mirror); default :data:`URL`.
 
     Returns
     -------
@@ -173,13 +196,18 @@ def load(
         If the batches are missing, malformed, or contain a pickle that is not plain data.
     """
     flatten = check_bool("cifar10", "flatten", flatten)
+    normalize = check_bool("cifar10", "normalize", normalize)
     directory = find_dir(data_dir)
+    if directory is None and download:
+        dest = as_path(data_dir) or cache_root() / "cifar10"
+        download_archive(url or URL, SHA256, dest, SUBDIRS[0], who="cifar10")
+        directory = find_dir(dest)
     if directory is None:
-        note = "lifelong cannot download cifar10; " if download else ""
+        note = "the downloaded archive lacks them; " if download else ""
         raise DataError(
             f"cifar10: no directory holds {', '.join(TRAIN_BATCHES)} and {TEST_BATCH}. Looked in:\n"
             f"{format_dirs(search_dirs(data_dir))}\n"
-            f"To fix: {note}extract cifar-10-python.tar.gz and pass --data-dir (data_dir=...) pointing at the "
+            f"To fix: {note}pass --download, or extract cifar-10-python.tar.gz and pass --data-dir (data_dir=...) pointing at the "
             f"extracted directory, or put it under $LIFELONG_DATA and set {DATA_ENV}"
         )
     parts = [_images_and_labels(directory / name) for name in TRAIN_BATCHES]
@@ -187,11 +215,9 @@ def load(
     y_train = np.concatenate([p[1] for p in parts])
     x_test, y_test = _images_and_labels(directory / TEST_BATCH)
     shape = (_PIXELS,) if flatten else (3, 32, 32)
+    x_train, x_test = scale_uint8(x_train).reshape(-1, 3, 32, 32), scale_uint8(x_test).reshape(-1, 3, 32, 32)
+    if normalize:
+        x_train, x_test = normalise(x_train, MEAN, STD), normalise(x_test, MEAN, STD)
     return make_dataset(
-        "cifar10",
-        scale_uint8(x_train).reshape(-1, *shape),
-        y_train,
-        scale_uint8(x_test).reshape(-1, *shape),
-        y_test,
-        _class_names(directory),
+        "cifar10", x_train.reshape(-1, *shape), y_train, x_test.reshape(-1, *shape), y_test, _class_names(directory),
     )

@@ -85,10 +85,10 @@ class AGEM(Learner):
         if ref_batch < 1:
             raise ConfigError(f"agem: ref_batch must be >= 1, got {ref_batch}")
         self.mem_size, self.ref_batch = mem_size, ref_batch
-        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"))  # the reference memory
+        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"), device=self.device)  # the reference memory
         # the current chunk's samples, apart from the reference memory until the boundary (agem only)
         self.pending = ReservoirMemory(0 if self.write_through else mem_size,
-                                       seed=derive_seed(self.seed, "memory/pending"))
+                                       seed=derive_seed(self.seed, "memory/pending"), device=self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.n_reference = 0  # steps that computed g_ref (memory non-empty)
         self.n_projected = 0  # steps whose g was projected (g·g_ref < 0)
@@ -128,7 +128,7 @@ class AGEM(Learner):
         if len(self.pending):
             self.memory.add(self.pending.all())
         self.pending = ReservoirMemory(self.pending.capacity,
-                                       seed=derive_seed(self.seed, f"memory/pending/{self.memory.n_seen}"))
+                                       seed=derive_seed(self.seed, f"memory/pending/{self.memory.n_seen}"), device=self.device)
 
     def extra_state(self) -> dict:
         return {"memory": self.memory.state_dict(), "pending": self.pending.state_dict(),

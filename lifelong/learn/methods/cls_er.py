@@ -43,8 +43,12 @@ Deviations
   learner by design, and the run's warnings say so. Offline splits are not affected (digits
   class-IL, 45 epochs: 0.94, above ER's 0.93).
 - The working model's forward pass on the replay batch is shared between the cross-entropy and
-  the consistency term (the authors' code runs it twice; with no dropout or batch norm in our
-  networks the two are identical).
+  the consistency term (the authors' code runs it twice; without dropout the two give the same
+  logits, and with BatchNorm one pass updates the running statistics once instead of twice).
+- With BatchNorm the incoming and replay batches go through the working model in one call (the
+  authors' code concatenates them too), and the running statistics of the plastic and stable
+  models are averaged with the same rate as their weights (the authors' code averages the
+  parameters only, which leaves the eval-mode semantic memories on their initial statistics).
 - ``MSE`` is the mean over samples and logits, as in the authors' code; in task-incremental runs
   it runs over the full head while the cross-entropy is task-masked.
 """
@@ -76,6 +80,7 @@ class CLSER(Learner):
     description = "CLS-ER: replay with consistency to plastic and stable weight averages"
     paper = "Arani, Sarfraz & Zonooz 2022, Learning Fast, Learning Slow (ICLR)"
     composable = False  # one forward pass over the joined incoming and replay batches
+    augments = True  # both batches are augmented in observe; the memory keeps the raw inputs
 
     def __init__(
         self,
@@ -102,7 +107,7 @@ class CLSER(Learner):
         if ema_warmup < 1.0:
             raise ConfigError(f"cls_er: ema_warmup must be >= 1 (1 is the paper's schedule), got {ema_warmup}")
         self.ema_warmup = ema_warmup
-        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"))
+        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"), device=self.device)
         self.plastic = _frozen_copy(model).eval()  # θ_P
         self.stable = _frozen_copy(model).eval()  # θ_S
         self.global_step = 0
@@ -121,14 +126,16 @@ class CLSER(Learner):
         b = len(batch)
         if len(self.memory):
             mb = self.memory.sample(self.replay_batch, self.generator)
-            x = torch.cat([batch.x, mb.x])
+            xa = self.augmented(batch.x)  # incoming first, then replay (as Learner.context)
+            mb = Batch(self.augmented(mb.x), mb.y, mb.task, mb.extras)  # the semantic memories see it too
+            x = torch.cat([xa, mb.x])
             y = torch.cat([batch.y, mb.y])
             task = torch.cat([batch.task, mb.task]) if batch.task is not None and mb.task is not None else None
             out = self.model(x)  # (B + M, C)
             consistency = F.mse_loss(out[b:], self.semantic_logits(mb))
             total = self.ce(out, y, task) + self.reg_weight * consistency
         else:
-            out = self.model(batch.x)
+            out = self.model(self.augmented(batch.x))
             total = self.ce(out, batch.y, batch.task)
         logits = out[:b]
         loss = self.ce(logits, batch.y, batch.task)  # the incoming batch alone, for the record
@@ -151,6 +158,13 @@ class CLSER(Learner):
         alpha = min(1.0 - w / (self.global_step + w), alpha_max)
         for e, w in zip(ema.parameters(), self.model.parameters(), strict=True):
             e.mul_(alpha).add_(w.detach(), alpha=1.0 - alpha)
+        # BatchNorm running statistics are averaged like the weights (the semantic memories run in
+        # eval mode, on these statistics); integer buffers (batches tracked) are copied
+        for e, w in zip(ema.buffers(), self.model.buffers(), strict=True):
+            if e.is_floating_point():
+                e.mul_(alpha).add_(w, alpha=1.0 - alpha)
+            else:
+                e.copy_(w)
 
     @torch.no_grad()
     def predict(self, x: Tensor, task: Tensor | None = None) -> Tensor:

@@ -91,7 +91,7 @@ class DER(Learner):
                  replay_batch: int | None = None, **base) -> None:
         super().__init__(model, **base)
         self.mem_size, self.alpha, self.replay_batch = mem_size, alpha, replay_batch
-        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"))
+        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"), device=self.device)
         self.compose(IncomingCE(), LogitReplay(alpha=alpha, replay_batch=replay_batch))
 
     def observe(self, batch: Batch) -> StepStats:

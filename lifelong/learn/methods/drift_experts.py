@@ -116,7 +116,7 @@ class DriftExperts(Learner):
         self.pending_alarm = False  # an external alarm (on_drift) waiting for the next batch
         self.n_steps = 0
         self.selector: nn.Linear | None = None  # built on the first batch, when the input size is known
-        self.selector_buffer = ReservoirMemory(selector_mem, seed=derive_seed(self.seed, "selector-buffer"))
+        self.selector_buffer = ReservoirMemory(selector_mem, seed=derive_seed(self.seed, "selector-buffer"), device=self.device)
 
     # -- construction helpers -------------------------------------------------------------------
     def _new_selector(self, in_dim: int) -> nn.Linear:
@@ -126,7 +126,7 @@ class DriftExperts(Learner):
             bound = 1 / math.sqrt(in_dim)
             sel.weight.uniform_(-bound, bound, generator=g)
             sel.bias.zero_()
-        return sel
+        return sel.to(self.device)
 
     def _new_detector(self) -> Any:
         from river import drift as river_drift  # imported here: river (with sklearn) takes ~1 s to import
@@ -210,7 +210,8 @@ class DriftExperts(Learner):
         """Store (x, active expert) and take one SGD step of the linear selector on its buffer."""
         if self.selector is None:
             self.selector = self._new_selector(batch.x[0].numel())
-        self.selector_buffer.add(Batch(batch.x, torch.full((len(batch),), self.active, dtype=torch.int64)))
+        self.selector_buffer.add(Batch(batch.x, torch.full((len(batch),), self.active, dtype=torch.int64,
+                                                           device=batch.x.device)))
         if len(self.experts) < 2:
             return
         mb = self.selector_buffer.sample(self.selector_batch, self.generator)
@@ -227,10 +228,10 @@ class DriftExperts(Learner):
     def predict(self, x: Tensor, task: Tensor | None = None) -> Tensor:
         """Each sample's logits from the expert the selector routes it to."""
         if len(self.experts) == 1 or self.selector is None:
-            route = torch.zeros(x.shape[0], dtype=torch.int64)
+            route = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
         else:
             route = self.selector(x.flatten(1))[:, : len(self.experts)].argmax(1)  # (B,)
-        out = torch.zeros(x.shape[0], self.n_classes)
+        out = torch.zeros(x.shape[0], self.n_classes, device=x.device)
         for i in route.unique().tolist():
             expert = self.experts[i]
             was_training = expert.training

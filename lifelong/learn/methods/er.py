@@ -36,7 +36,7 @@ class ER(Learner):
     def __init__(self, model: nn.Module, *, mem_size: int = 500, replay_batch: int | None = None, **base) -> None:
         super().__init__(model, **base)
         self.mem_size, self.replay_batch = mem_size, replay_batch
-        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"))
+        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"), device=self.device)
         self.compose(IncomingCE(), ReplayCE(replay_batch=replay_batch))
 
     def observe(self, batch: Batch) -> StepStats:

@@ -58,7 +58,7 @@ def mask_absent(logits: Tensor, y: Tensor, keep: Tensor | None = None) -> Tensor
     >>> mask_absent(torch.zeros(1, 3), torch.tensor([1]), keep=torch.tensor([False, False, True]))
     tensor([[-inf, 0., 0.]])
     """
-    present = torch.zeros(logits.shape[1], dtype=torch.bool)
+    present = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
     present[y] = True
     if keep is not None:
         present |= keep

@@ -81,7 +81,7 @@ class ResidualStore:
         self.capacity = int(capacity)
         self.keys: Tensor | None = None  # (capacity, D), rows L2-normalised
         self.values: Tensor | None = None  # (capacity, C)
-        self.steps = torch.zeros(self.capacity, dtype=torch.int64)  # when each row was stored
+        self.steps = torch.zeros(self.capacity, dtype=torch.int64)  # when each row was stored (moved with the keys)
         self.size = 0  # slots 0..size-1 are filled
         self.next = 0  # the slot the next row overwrites (the oldest once full)
 
@@ -94,14 +94,15 @@ class ResidualStore:
         if n == 0:
             return
         if self.keys is None:
-            self.keys = torch.zeros(self.capacity, keys.shape[1])
-            self.values = torch.zeros(self.capacity, values.shape[1])
+            self.keys = torch.zeros(self.capacity, keys.shape[1], device=keys.device)
+            self.values = torch.zeros(self.capacity, values.shape[1], device=keys.device)
+            self.steps = self.steps.to(keys.device)
         assert self.values is not None
         if n > self.capacity:  # only the newest `capacity` rows would survive anyway
             skip = n - self.capacity
             keys, values, self.next = keys[skip:], values[skip:], (self.next + skip) % self.capacity
             n = self.capacity
-        slots = (self.next + torch.arange(n)) % self.capacity
+        slots = (self.next + torch.arange(n, device=self.keys.device)) % self.capacity
         self.keys[slots] = keys.detach()
         self.values[slots] = values.detach()
         self.steps[slots] = int(step)
@@ -146,6 +147,7 @@ def build_inner(name: str, model: nn.Module, hparams: dict[str, Any]) -> Learner
 
 class ErrorMemory(Learner):
     name = "error_memory"
+    needs_features = True  # model.features(x)
     description = "error memory (ReLoop2): nearest stored residuals correct any inner learner's output"
     paper = "Zhu et al. 2023, ReLoop2: Responsive Error Compensation Loop (KDD)"
     composable = False  # the update is the inner learner's: give it terms through inner_hp
@@ -199,7 +201,7 @@ class ErrorMemory(Learner):
     def correction(self, keys: Tensor) -> Tensor:
         """``λ·Σ_k w_k e_k`` for normalised query keys (B, D); zero rows where nothing is near. (B, C)"""
         if len(self.store) == 0:
-            return torch.zeros(keys.shape[0], self.n_classes)
+            return torch.zeros(keys.shape[0], self.n_classes, device=keys.device)
         return self.lam * self.store.query(keys, top_k=self.top_k, temperature=self.temperature,
                                            threshold=self.sim_threshold, now=self.clock, half_life=self.half_life)
 

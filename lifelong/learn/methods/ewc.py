@@ -72,7 +72,7 @@ class EWCPenalty(QuadraticTerm):
 
     def bind(self, learner: Learner) -> None:
         self.penalty = QuadraticPenalty()
-        self.chunk_sample = ReservoirMemory(self.fisher_samples, seed=derive_seed(learner.seed, "fisher-sample"))
+        self.chunk_sample = ReservoirMemory(self.fisher_samples, seed=derive_seed(learner.seed, "fisher-sample"), device=learner.device)
 
     @property
     def strength(self) -> float:
@@ -102,7 +102,8 @@ class EWCPenalty(QuadraticTerm):
             if self.fisher == "true":
                 with torch.no_grad():
                     probs = F.softmax(model(x).masked_fill(~allowed, float("-inf")), 1)
-                y = torch.multinomial(probs, 1, generator=learner.generator).squeeze(1)
+                # drawn on the CPU generator (the same labels on every device)
+                y = torch.multinomial(probs.cpu(), 1, generator=learner.generator).squeeze(1).to(x.device)
             else:
                 y = batch.y[s : s + chunk_size]
             target = F.one_hot(y, n_out).bool()
@@ -124,7 +125,7 @@ class EWCPenalty(QuadraticTerm):
         self.penalty.consolidate(learner.model, fisher, mode="online" if self.online else "sum", gamma=self.gamma)
         self.penalty.cap(0.5 * self.ewc_lambda, learner.lr)  # the penalty is (λ/2)·F(θ−θ*)²
         self.chunk_sample = ReservoirMemory(self.fisher_samples,
-                                            seed=derive_seed(learner.seed, f"fisher-sample/{learner.n_observed}"))
+                                            seed=derive_seed(learner.seed, f"fisher-sample/{learner.n_observed}"), device=learner.device)
 
     def state_dict(self) -> dict:
         return {"penalty": self.penalty.state_dict(), "chunk_sample": self.chunk_sample.state_dict()}

@@ -108,8 +108,8 @@ class GreedyBalancedMemory(ClassBalancedMemory):
     ({0: 2, 1: 2}, {0: 4, 1: 2})
     """
 
-    def __init__(self, capacity: int, *, seed: int = 0) -> None:
-        super().__init__(capacity, seed=seed)
+    def __init__(self, capacity: int, *, seed: int = 0, device: str | torch.device = "cpu") -> None:
+        super().__init__(capacity, seed=seed, device=device)
         self.class_seen: dict[int, int] = {}
         self.n_writes = 0
 
@@ -186,7 +186,7 @@ class GDumb(Learner):
         self.mem_size, self.epochs, self.retrain_batch = mem_size, epochs, retrain_batch
         self.retrain_lr, self.retrain_min_lr = retrain_lr, retrain_min_lr
         self.retrain_momentum, self.retrain_weight_decay, self.clip_norm = retrain_momentum, retrain_weight_decay, clip_norm
-        self.memory = GreedyBalancedMemory(mem_size, seed=derive_seed(self.seed, "memory"))
+        self.memory = GreedyBalancedMemory(mem_size, seed=derive_seed(self.seed, "memory"), device=self.device)
         self.retrain_seed = derive_seed(self.seed, "gdumb-retrain")
         self.dirty = False  # the memory changed since the network was last trained on it
         self.n_retrains = 0

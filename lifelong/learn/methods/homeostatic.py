@@ -76,7 +76,7 @@ class Homeostatic(Learner):
         self.fast_rate, self.slow_rate, self.gamma, self.ratio_eps = fast_rate, slow_rate, gamma, ratio_eps
         self.min_multiplier, self.max_multiplier = min_multiplier, max_multiplier
         self.mem_size, self.replay_batch = mem_size, replay_batch
-        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"))
+        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"), device=self.device)
         self.compose(IncomingCE(), ReplayCE(replay_batch=replay_batch))  # replay: nothing while mem_size = 0
         self.fast_error = self.slow_error = 0.0
         self.started = False

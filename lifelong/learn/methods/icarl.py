@@ -73,7 +73,7 @@ def herding(features: Tensor, m: int) -> Tensor:
     """
     n = features.shape[0]
     mu = features.mean(0)  # (d,)
-    chosen = torch.zeros(n, dtype=torch.bool)
+    chosen = torch.zeros(n, dtype=torch.bool, device=features.device)
     running = torch.zeros_like(mu)  # sum of the chosen features
     order = []
     for k in range(1, min(m, n) + 1):
@@ -136,6 +136,7 @@ def _take(batch: Batch, idx: Tensor) -> Batch:
 
 class ICaRL(Learner):
     name = "icarl"
+    needs_features = True  # model.features(x)
     description = "iCaRL: herding exemplars, nearest-mean-of-exemplars classifier, distillation"
     paper = "Rebuffi et al. 2017, iCaRL: Incremental Classifier and Representation Learning (CVPR)"
     needs_boundaries = True  # exemplars, teacher and old classes change at each boundary
@@ -147,10 +148,10 @@ class ICaRL(Learner):
                  chunk_buffer: int = 2000, **base) -> None:
         super().__init__(model, **base)
         self.mem_size, self.replay_batch, self.chunk_buffer_size = mem_size, replay_batch, chunk_buffer
-        self.exemplars = ExemplarMemory(mem_size)
-        self.chunk_buffer = ReservoirMemory(chunk_buffer, seed=derive_seed(self.seed, "chunk-buffer/0"))
+        self.exemplars = ExemplarMemory(mem_size, device=self.device)
+        self.chunk_buffer = ReservoirMemory(chunk_buffer, seed=derive_seed(self.seed, "chunk-buffer/0"), device=self.device)
         self.teacher: nn.Module | None = None
-        self.old_classes = torch.zeros(self.n_classes, dtype=torch.bool)
+        self.old_classes = torch.zeros(self.n_classes, dtype=torch.bool, device=self.device)
 
     # -- representation learning ----------------------------------------------------------------
     def icarl_loss(self, x: Tensor, logits: Tensor, y: Tensor, task: Tensor | None, active: Tensor) -> Tensor:
@@ -208,7 +209,7 @@ class ICaRL(Learner):
         self.teacher = self._frozen_copy(self.model.state_dict())
         self.old_classes = self.seen_classes.clone()
         seed = int(torch.randint(2**62, (1,), generator=self.generator))  # reproducible from the state
-        self.chunk_buffer = ReservoirMemory(self.chunk_buffer_size, seed=seed)
+        self.chunk_buffer = ReservoirMemory(self.chunk_buffer_size, seed=seed, device=self.device)
 
     # -- nearest mean of exemplars --------------------------------------------------------------
     @torch.no_grad()
@@ -216,7 +217,7 @@ class ICaRL(Learner):
         """Re-normalised means of normalised exemplar features ``(C, d)`` and which classes have one."""
         ex = self.exemplars.all()
         f = self.normalised_features(ex.x)  # (M, d)
-        sums = torch.zeros(self.n_classes, f.shape[1]).index_add_(0, ex.y, f)
+        sums = torch.zeros(self.n_classes, f.shape[1], device=f.device).index_add_(0, ex.y, f)
         has = torch.bincount(ex.y, minlength=self.n_classes) > 0
         return F.normalize(sums, dim=1), has
 
@@ -225,7 +226,7 @@ class ICaRL(Learner):
         if len(self.exemplars) == 0:
             return super().predict(x, task)
         means, has = self.class_means()
-        scores = torch.full((x.shape[0], self.n_classes), UNSEEN_SCORE)
+        scores = torch.full((x.shape[0], self.n_classes), UNSEEN_SCORE, device=x.device)
         scores[:, has] = -torch.cdist(self.normalised_features(x), means[has])
         return self.mask(scores, task)
 

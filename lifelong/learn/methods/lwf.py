@@ -59,13 +59,13 @@ class Distillation(Term):
     def bind(self, learner: Learner) -> None:
         self.template = learner.model  # rebuilds the teacher when a state is loaded
         self.teacher: nn.Module | None = None
-        self.old_classes = torch.zeros(learner.n_classes, dtype=torch.bool)
+        self.old_classes = torch.zeros(learner.n_classes, dtype=torch.bool, device=learner.device)
 
     def __call__(self, ctx: StepContext) -> Tensor | None:
         if self.teacher is None or not bool(self.old_classes.any()):
             return None
         with torch.no_grad():
-            old = self.teacher(ctx.batch.x)[:, self.old_classes]
+            old = self.teacher(ctx.x)[:, self.old_classes]  # the images the student saw
         return self.alpha * distillation(ctx.logits[:, self.old_classes], old, self.temperature)
 
     def end_chunk(self, learner: Learner) -> None:

@@ -72,7 +72,7 @@ class MASPenalty(QuadraticTerm):
 
     def bind(self, learner: Learner) -> None:
         self.penalty = QuadraticPenalty()
-        self.chunk_sample = ReservoirMemory(self.importance_samples, seed=derive_seed(learner.seed, "mas-sample"))
+        self.chunk_sample = ReservoirMemory(self.importance_samples, seed=derive_seed(learner.seed, "mas-sample"), device=learner.device)
 
     @property
     def strength(self) -> float:
@@ -119,7 +119,8 @@ class MASPenalty(QuadraticTerm):
         self.penalty.consolidate(learner.model, new, mode="online", gamma=1.0)
         self.penalty.cap(self.mas_lambda, learner.lr)  # the stiffness cap: 2·lr·λ·Ω <= 1
         self.chunk_sample = ReservoirMemory(
-            self.importance_samples, seed=derive_seed(learner.seed, f"mas-sample/{learner.n_observed}")
+            self.importance_samples, seed=derive_seed(learner.seed, f"mas-sample/{learner.n_observed}"),
+            device=learner.device,
         )
 
     def state_dict(self) -> dict:

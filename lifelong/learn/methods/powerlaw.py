@@ -90,7 +90,7 @@ class PowerLaw(Learner):
         if exponent < 0 or segment < 0:
             raise ConfigError(f"powerlaw: exponent and segment must be >= 0, got {exponent} and {segment}")
         self.mem_size, self.replay_batch, self.exponent, self.segment = mem_size, replay_batch, exponent, segment
-        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"))
+        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"), device=self.device)
         self.group = 0  # the current group (chunk) id
         self.t = 0  # steps taken
         self.last_met = torch.zeros(1, dtype=torch.int64)  # (n_groups,) τ_c
@@ -104,7 +104,7 @@ class PowerLaw(Learner):
         if len(self.memory) == 0:
             return torch.zeros(0, dtype=torch.int64)
         stored = self.memory.fields["group"][: len(self.memory)].unique()
-        return stored[stored < self.group]
+        return stored[stored < self.group].cpu()  # the schedule's bookkeeping is on the host
 
     def replay_probabilities(self) -> tuple[Tensor, Tensor]:
         """``(groups, P)``: the replayable groups and ``P(c) ∝ (1 + t − τ_c)^(−α)``."""
@@ -117,7 +117,7 @@ class PowerLaw(Learner):
         """``n`` replay samples of one group drawn from ``P`` (uniform among its stored samples);
         only that group's clock resets."""
         groups, p = self.replay_probabilities()
-        g = groups[torch.multinomial(p, 1, generator=self.generator)]  # (1,)
+        g = int(groups[torch.multinomial(p, 1, generator=self.generator)])
         members = (self.memory.fields["group"][: len(self.memory)] == g).nonzero().flatten()
         slots = members[torch.randint(len(members), (n,), generator=self.generator)]
         self.last_met[g] = self.t
@@ -127,7 +127,7 @@ class PowerLaw(Learner):
     def observe(self, batch: Batch) -> StepStats:
         ctx = self.context(batch)
         loss = self.update(ctx)
-        self.memory.add(batch, group=torch.full((len(batch),), self.group, dtype=torch.int64))
+        self.memory.add(batch, group=torch.full((len(batch),), self.group, dtype=torch.int64, device=batch.x.device))
         self.last_met[self.group] = self.t
         self.t += 1
         if self.segment and self.t % self.segment == 0:

@@ -64,7 +64,7 @@ class Refresh(Learner):
             raise ConfigError("refresh: unlearn_lr, unlearn_noise and fisher_kappa must be >= 0, fisher_decay in [0, 1)")
         self.unlearn_lr, self.fisher_decay, self.fisher_kappa = unlearn_lr, fisher_decay, fisher_kappa
         self.unlearn_noise, self.mem_size, self.replay_batch = unlearn_noise, mem_size, replay_batch
-        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"))
+        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"), device=self.device)
         self.fisher = {k: torch.zeros_like(p) for k, p in model.named_parameters()}
         self.compose(IncomingCE(), ReplayCE(replay_batch=replay_batch))  # the relearning step's terms
 
@@ -78,7 +78,7 @@ class Refresh(Learner):
             precond = 1.0 / (1.0 + self.fisher_kappa * self.fisher[k] / mean_f)
             p += self.unlearn_lr * precond * grads[k]
             if self.unlearn_noise > 0:
-                noise = torch.randn(p.shape, generator=self.generator)
+                noise = torch.randn(p.shape, generator=self.generator).to(p.device)  # drawn on the CPU generator
                 p += self.unlearn_noise * torch.sqrt(2 * self.unlearn_lr * precond) * noise
 
     def observe(self, batch: Batch) -> StepStats:
