@@ -23,17 +23,62 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
+import logging
 import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lifelong.errors import ConfigError, LifelongError
+from lifelong.errors import ConfigError, DataError, LifelongError
 from lifelong.serve.eventlog import EventConflict
 from lifelong.serve.service import Service
 from lifelong.serve.validation import RequestError, parse_feedback, parse_json, parse_predict, parse_rollback
+
+
+log = logging.getLogger("lifelong.serve")
+
+
+class ErrorGuard:
+    """ASGI middleware: an exception no handler turned into a response becomes a JSON 503, counted
+    in ``lifelong_serve_requests_rejected_total{status="503"}`` and ``lifelong_serve_internal_errors_total``.
+
+    It sits inside Starlette's ServerErrorMiddleware, so that one never answers 500. The error is
+    logged as one line (type and message), never with the request body.
+    """
+
+    def __init__(self, app, service: Service) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as e:  # noqa: BLE001 - the point of the guard
+            if started:  # nothing sensible can be sent any more
+                raise
+            self.service.rejected.inc(status="503")
+            self.service.internal_errors.inc(path=scope.get("path", ""))
+            log.error("%s %s failed: %s: %s", scope.get("method"), scope.get("path"), type(e).__name__, e)
+            body = json.dumps({"detail": f"the service could not complete this request ({type(e).__name__}: {e}); "
+                                         "retry later"}).encode()
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
 
 
 def create_app(service: Service, *, manage: bool = True) -> FastAPI:
@@ -52,6 +97,7 @@ def create_app(service: Service, *, manage: bool = True) -> FastAPI:
                 await run_in_threadpool(service.stop)
 
     app = FastAPI(title="lifelong serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(ErrorGuard, service=service)
 
     def authorize(request: Request) -> None:
         header = request.headers.get("authorization", "")
@@ -86,11 +132,21 @@ def create_app(service: Service, *, manage: bool = True) -> FastAPI:
         headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
         return JSONResponse({"detail": e.message}, status_code=e.status, headers=headers)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:  # 404, 405
+        service.rejected.inc(status=str(e.status_code))
+        return JSONResponse({"detail": e.detail}, status_code=e.status_code, headers=getattr(e, "headers", None))
+
     @app.exception_handler(LifelongError)
     async def _lifelong_error(request: Request, e: LifelongError) -> JSONResponse:
-        status = 409 if isinstance(e, (ConfigError, EventConflict)) else 503
+        if isinstance(e, (ConfigError, EventConflict)):
+            status = 409
+        elif isinstance(e, DataError):
+            status = 422
+        else:
+            status = 503
         service.rejected.inc(status=str(status))
-        return JSONResponse({"detail": str(e)}, status_code=status)
+        return JSONResponse({"detail": str(e)}, status_code=status, headers={"Retry-After": "1"} if status == 503 else None)
 
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:

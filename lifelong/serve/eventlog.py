@@ -211,10 +211,13 @@ class EventLog:
                     try:
                         results.append(self._insert(c, p, now))
                         c.execute("RELEASE req")
-                    except EventConflict as e:
+                    except (EventConflict, sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
+                            ValueError) as e:
+                        # this request alone is refused: the others in the group still commit
                         c.execute("ROLLBACK TO req")
                         c.execute("RELEASE req")
-                        results.append(e)
+                        results.append(e if isinstance(e, EventConflict) else
+                                       DataError(f"the event log refused this request: {e}"))
                 c.execute("COMMIT")  # synchronous=FULL: durable when this returns
             except BaseException as e:  # disk full, I/O error: nothing of this group is acknowledged
                 try:

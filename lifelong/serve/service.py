@@ -68,7 +68,9 @@ class Service:
         self.received = m.counter("lifelong_serve_events_received_total", "feedback events newly logged by this process")
         self.duplicates = m.counter("lifelong_serve_events_duplicate_total", "feedback events re-sent with a logged event_id")
         self.applied = m.counter("lifelong_serve_events_applied_total", "events applied by the learner worker in this process")
-        self.rejected = m.counter("lifelong_serve_requests_rejected_total", "requests refused with a 4xx, by status")
+        self.rejected = m.counter("lifelong_serve_requests_rejected_total", "requests refused with a 4xx or 503, by status")
+        self.internal_errors = m.counter("lifelong_serve_internal_errors_total",
+                                         "requests that failed unexpectedly and were answered 503, by path")
         self.predictions = m.counter("lifelong_serve_predictions_total", "rows predicted")
         self.drift_alarms = m.counter("lifelong_serve_drift_alarms_total", "drift alarms raised by the ADWIN detector")
         self.predict_latency = m.histogram("lifelong_serve_predict_latency_seconds", "time to answer /predict (server side)")

@@ -396,7 +396,11 @@ class Worker:
     def _do(self, op: _Op) -> None:
         try:
             if op.kind == "snapshot":
-                info = self.snapshot if self.snapshot is not None and self.snapshot.step == self.step else self._snapshot()
+                try:
+                    info = self.snapshot if self.snapshot is not None and self.snapshot.step == self.step else self._snapshot()
+                except OSError as e:
+                    raise CheckpointError(f"could not write a snapshot in {self.store.dir}: {e}; retry when the "
+                                          "disk has room and the directory is writable") from None
                 op.future.set_result(info)
             elif op.kind == "rollback":
                 op.future.set_result(self._rollback(int(op.args["to_seq"])))
