@@ -38,6 +38,7 @@ import queue
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -99,6 +100,16 @@ class _Pending:
     future: Future
 
 
+def describe_sqlite_error(path: Path, e: BaseException) -> str:
+    """One line saying why the event log at ``path`` cannot be used, and what to do."""
+    text = str(e)
+    if "readonly" in text or "unable to open" in text or "read-only" in text:
+        return (f"cannot write the event log {path} ({text}); the data directory must be on a writable file system "
+                "with write permission for this user")
+    return (f"{path} is not a readable event log ({text}); restore it from a backup (with the snapshots written "
+            "from it), or move the data directory aside to start a new one")
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -125,23 +136,51 @@ class EventLog:
     """
 
     def __init__(self, path: str | Path, *, input_dim: int, n_classes: int, fingerprint: str,
-                 on_commit: Callable[[int], None] | None = None) -> None:
+                 on_commit: Callable[[int], None] | None = None, check: str = "quick",
+                 accept_config_change: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.input_dim, self.n_classes = int(input_dim), int(n_classes)
         self.on_commit = on_commit
-        self._conn = _connect(self.path)  # the writer thread's; also used for setup here
+        self.fingerprint_changed_from: str | None = None
+        self._conn = self._read = None
         self._read_lock = threading.Lock()
-        self._read = _connect(self.path)  # reads and journal writes from the worker / admin
-        self._check_meta(fingerprint)
-        self.last_seq = int(self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+        try:
+            self._conn = _connect(self.path)  # the writer thread's; also used for setup here
+            self._read = _connect(self.path)  # reads and journal writes from the worker / admin
+            self.check_integrity(check)
+            self._check_meta(fingerprint, accept_config_change)
+            self.last_seq = int(self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+        except sqlite3.DatabaseError as e:
+            self._close_connections()
+            raise CheckpointError(describe_sqlite_error(self.path, e)) from None
+        except BaseException:
+            self._close_connections()
+            raise
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._closed = False
         self._writer = threading.Thread(target=self._writer_loop, name="eventlog-writer", daemon=True)
         self._writer.start()
 
+    def _close_connections(self) -> None:
+        for conn in (self._conn, self._read):
+            if conn is not None:
+                conn.close()
+
     # -- setup -------------------------------------------------------------------------------------
-    def _check_meta(self, fingerprint: str) -> None:
+    def check_integrity(self, level: str = "quick") -> None:
+        """``PRAGMA quick_check`` (``level="quick"``, every start) or ``integrity_check`` (``"full"``,
+        under ``--verify``); a damaged database raises :class:`CheckpointError`. ``"none"`` skips it."""
+        if level == "none":
+            return
+        pragma = {"quick": "quick_check", "full": "integrity_check"}[level]
+        rows = [str(r[0]) for r in self._conn.execute(f"PRAGMA {pragma}(20)").fetchall()]
+        if rows != ["ok"]:
+            raise CheckpointError(
+                f"{self.path} is damaged (PRAGMA {pragma}: {'; '.join(rows[:3])}); it is not served. Restore "
+                "events.sqlite from a backup (with the snapshots written from it), or move the data directory aside")
+
+    def _check_meta(self, fingerprint: str, accept_config_change: bool = False) -> None:
         c = self._conn
         c.executescript(SCHEMA)  # idempotent (IF NOT EXISTS)
         c.execute("BEGIN IMMEDIATE")
@@ -149,17 +188,28 @@ class EventLog:
             want = {"schema": SCHEMA_VERSION, "input_dim": str(self.input_dim), "n_classes": str(self.n_classes),
                     "fingerprint": fingerprint}
             have = dict(c.execute("SELECT key, value FROM meta").fetchall())
+            diff = [k for k in want if have.get(k) != want[k]] if have else []
             if not have:
                 c.executemany("INSERT INTO meta VALUES (?, ?)", sorted(want.items()))
+            if "log_id" not in have:  # a new log, or one written before logs had an identity
+                have["log_id"] = uuid.uuid4().hex
+                c.execute("INSERT INTO meta VALUES ('log_id', ?)", (have["log_id"],))
+            if diff == ["fingerprint"] and accept_config_change:
+                self.fingerprint_changed_from = have["fingerprint"]
+                c.execute("UPDATE meta SET value = ? WHERE key = 'fingerprint'", (fingerprint,))
+                c.execute("INSERT OR REPLACE INTO meta VALUES ('config_changed_at', ?)", (repr(time.time()),))
+                diff = []
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
             raise
-        if have and have != want:
-            diff = [k for k in want if have.get(k) != want[k]]
+        self.log_id = have["log_id"]
+        if diff:
+            hint = ("; if the change is intended, start once with --accept-config-change (the learner is then "
+                    "replayed from the log under the new configuration)") if diff == ["fingerprint"] else ""
             raise ConfigError(
                 f"{self.path} was written for a different configuration (differs in: {', '.join(diff)}); "
-                "point [serve] data_dir at a new directory, or restore the config that wrote this log"
+                f"point [serve] data_dir at a new directory, or restore the config that wrote this log{hint}"
             )
 
     # -- appending (any thread) --------------------------------------------------------------------

@@ -21,9 +21,7 @@ from typing import Any
 
 from lifelong.errors import ConfigError
 from lifelong.serve.config import ServeConfig
-from lifelong.serve.eventlog import EventLog
-from lifelong.serve.service import Service, load_replay, replay
-from lifelong.serve.snapshots import SnapshotStore
+from lifelong.serve.service import Service, load_replay, open_data_dir, replay, set_threads
 from lifelong.serve.worker import Replayer, state_digest
 
 try:  # the HTTP app needs the optional serve extra; replay and verify do not
@@ -40,7 +38,7 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def serve_http(cfg: ServeConfig) -> None:
+def serve_http(cfg: ServeConfig, *, accept_config_change: bool = False) -> None:
     """Restore the learner, then serve the HTTP API on ``cfg.host:cfg.port`` until interrupted.
 
     Raises
@@ -61,7 +59,7 @@ def serve_http(cfg: ServeConfig) -> None:
     # The worker thread and the event loop share the GIL; a 1 ms switch interval (default 5 ms)
     # bounds how long a request waits for it while the worker runs Python between torch ops.
     sys.setswitchinterval(0.001)
-    service = Service(cfg)
+    service = Service(cfg, accept_config_change=accept_config_change)
     service.start()  # restore before the port opens: the first request already sees the restored model
     try:
         app = create_app(service, manage=False)
@@ -71,14 +69,15 @@ def serve_http(cfg: ServeConfig) -> None:
         service.stop()
 
 
-def replay_file(cfg: ServeConfig, path: Path, *, curve: Path | None = None) -> dict[str, Any]:
+def replay_file(cfg: ServeConfig, path: Path, *, curve: Path | None = None,
+                accept_config_change: bool = False) -> dict[str, Any]:
     """Apply every ``/feedback`` body of a JSONL file in order; returns the replay's summary.
 
     The whole file is validated before anything is logged.
     """
     feedbacks = load_replay(path, cfg)
     # the replay waits for each body to be applied: no point lingering for a fuller batch
-    service = Service(dataclasses.replace(cfg, linger_ms=0.0))
+    service = Service(dataclasses.replace(cfg, linger_ms=0.0), accept_config_change=accept_config_change)
     service.start()
     try:
         return replay(service, feedbacks, curve=curve)
@@ -100,8 +99,9 @@ class Verification:
         return self.restored == self.scratch
 
 
-def verify(cfg: ServeConfig) -> Verification:
-    """Restore the state at the journal's last step (from snapshots) and replay it from scratch.
+def verify(cfg: ServeConfig, *, accept_config_change: bool = False) -> Verification:
+    """Restore the state at the journal's last step (from snapshots) and replay it from scratch,
+    after a full ``PRAGMA integrity_check`` of the log.
 
     Raises
     ------
@@ -110,10 +110,9 @@ def verify(cfg: ServeConfig) -> Verification:
     """
     if not (cfg.data_dir / "events.sqlite").is_file():
         raise ConfigError(f"{cfg.data_dir} holds no event log; nothing to verify")
-    log = EventLog(cfg.data_dir / "events.sqlite", input_dim=cfg.input_dim, n_classes=cfg.n_classes,
-                   fingerprint=cfg.fingerprint())
+    set_threads(cfg)  # the configured arithmetic, whatever this machine's default thread count
+    log, store = open_data_dir(cfg, check="full", accept_config_change=accept_config_change)
     try:
-        store = SnapshotStore(cfg.data_dir / "snapshots", fingerprint=cfg.fingerprint(), keep=cfg.keep_snapshots)
         step = log.last_step()
         restored, info = Replayer(cfg, log, store).state_at(step)
         scratch, _ = Replayer(cfg, log, None).state_at(step)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 import uuid
@@ -33,9 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from lifelong.errors import DataError
+from lifelong.errors import CheckpointError, DataError
 from lifelong.serve.config import ServeConfig
-from lifelong.serve.eventlog import AppendResult, EventConflict, EventLog
+from lifelong.serve.eventlog import AppendResult, EventConflict, EventLog, describe_sqlite_error
 from lifelong.serve.metrics import Registry
 from lifelong.serve.snapshots import SnapshotStore
 from lifelong.serve.validation import Feedback, RequestError, parse_feedback, parse_json
@@ -57,11 +58,15 @@ class Service:
         does, tests and notebooks need not).
     """
 
-    def __init__(self, cfg: ServeConfig, *, threads: bool = True) -> None:
+    def __init__(self, cfg: ServeConfig, *, threads: bool = True, check: str = "quick",
+                 accept_config_change: bool = False) -> None:
         self.cfg = cfg
-        if threads and cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        if threads:
+            set_threads(cfg)
+        try:
+            cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CheckpointError(f"cannot create the data directory {cfg.data_dir}: {e}") from None
         build_learner(cfg)  # fail fast on a bad learner/model config, before any file is written
         self.metrics = Registry()
         m = self.metrics
@@ -90,9 +95,8 @@ class Service:
 
         self.published = PublishedModel(lambda: build_learner(cfg))
         self.worker: Worker = None  # type: ignore[assignment]  # set below; the log needs its notify
-        self.log = EventLog(cfg.data_dir / "events.sqlite", input_dim=cfg.input_dim, n_classes=cfg.n_classes,
-                            fingerprint=cfg.fingerprint(), on_commit=lambda s: self.worker.notify(s))
-        self.store = SnapshotStore(cfg.data_dir / "snapshots", fingerprint=cfg.fingerprint(), keep=cfg.keep_snapshots)
+        self.log, self.store = open_data_dir(cfg, on_commit=lambda s: self.worker.notify(s), check=check,
+                                             accept_config_change=accept_config_change)
         self.worker = Worker(cfg, self.log, self.store, self.published, on_applied=self._on_applied,
                              on_drift=lambda seq: self.drift_alarms.inc())
         self._online: deque[int] = deque(maxlen=cfg.accuracy_window)
@@ -105,7 +109,12 @@ class Service:
     def start(self) -> None:
         """Restore the learner (newest valid snapshot + journal replay) and start the worker."""
         t0 = time.perf_counter()
-        self.worker.start()
+        try:
+            self.worker.start()
+        except (OSError, sqlite3.Error) as e:
+            self.log.close()
+            raise CheckpointError(f"cannot restore the learner from {self.cfg.data_dir}: "
+                                  f"{describe_sqlite_error(self.log.path, e) if isinstance(e, sqlite3.Error) else e}") from None
         src = self.worker.restored_from
         log.info("restored learner at seq %d from %s in %.2fs", self.worker.cursor,
                  f"snapshot {src.path.name}" if src else "scratch", time.perf_counter() - t0)
@@ -214,6 +223,50 @@ class Service:
             "drift_response": callable(getattr(self.published.current, "on_drift", None)),
             "drift_alarms": w.drift_alarms,
         }
+
+
+def set_threads(cfg: ServeConfig) -> None:
+    """torch's intra-op threads as configured (``threads = 0`` keeps torch's default). Restore,
+    ``--replay`` and ``--verify`` all call this, so their arithmetic is the live service's."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+
+def open_data_dir(cfg: ServeConfig, *, on_commit=None, check: str = "quick",
+                  accept_config_change: bool = False) -> tuple[EventLog, SnapshotStore]:
+    """Open ``data_dir``'s event log and snapshot store, checked against each other.
+
+    Refused with one :class:`CheckpointError` line (nothing is written): snapshots without their
+    event log, snapshots of another log or beyond its end, a damaged or unreadable database
+    (``PRAGMA quick_check``; ``check="full"`` runs ``integrity_check``), a read-only directory, a
+    file where ``snapshots/`` should be.
+    """
+    log_path, snap_dir = cfg.data_dir / "events.sqlite", cfg.data_dir / "snapshots"
+    try:
+        if not log_path.exists() and snap_dir.is_dir() and any(p.name.startswith("snap-") for p in snap_dir.iterdir()):
+            raise CheckpointError(
+                f"{snap_dir} holds snapshots but {log_path} is missing (deleted or not restored?); restore the "
+                f"events.sqlite they were written from, or keep the snapshots aside (mv {snap_dir} {snap_dir}.old) to "
+                "start a new log")
+        event_log = EventLog(log_path, input_dim=cfg.input_dim, n_classes=cfg.n_classes, fingerprint=cfg.fingerprint(),
+                             on_commit=on_commit, check=check, accept_config_change=accept_config_change)
+    except OSError as e:
+        raise CheckpointError(f"cannot open the event log in {cfg.data_dir}: {e}") from None
+    try:
+        store = SnapshotStore(snap_dir, fingerprint=cfg.fingerprint(), keep=cfg.keep_snapshots, log_id=event_log.log_id)
+        store.check_log(log_id=event_log.log_id, last_seq=event_log.last_seq, last_step=event_log.last_step(),
+                        log_path=log_path)
+    except OSError as e:
+        event_log.close()
+        raise CheckpointError(f"cannot use the snapshot directory {snap_dir}: {e}") from None
+    except BaseException:
+        event_log.close()
+        raise
+    if event_log.fingerprint_changed_from is not None:
+        log.warning("the configuration changed (fingerprint %s -> %s; accepted with --accept-config-change): "
+                    "snapshots of the old configuration are skipped and the learner is replayed from the log",
+                    event_log.fingerprint_changed_from[:12], cfg.fingerprint()[:12])
+    return event_log, store
 
 
 def load_replay(path: str | Path, cfg: ServeConfig) -> list[Feedback]:
