@@ -86,6 +86,7 @@ SERVE_KEYS: dict[str, tuple[type, Any, float | None]] = {
     "drift_delta": (float, 0.002, 0),  # ADWIN's confidence parameter; 0 turns the detector off
     "prediction_cache": (int, 10_000, 0),  # earlier predictions kept for `prediction_id`
     "access_log": (bool, False, None),
+    "stop_timeout": (float, 30.0, 1),  # seconds a SIGTERM/SIGINT stop may take: drain requests, apply, snapshot
 }
 TOP_LEVEL = ("seed", "plugins", "learner", "model", "train", "serve")
 #: without a [learner] table: the complementary learner, a slow network with reservoir replay plus
@@ -120,6 +121,7 @@ class ServeConfig:
     drift_delta: float = 0.002
     prediction_cache: int = 10_000
     access_log: bool = False
+    stop_timeout: float = 30.0
 
     @property
     def input_dim(self) -> int:

@@ -12,15 +12,19 @@ FastAPI and uvicorn (the ``serve`` extra) are needed by :func:`serve_http` only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lifelong.errors import ConfigError
 from lifelong.serve.config import ServeConfig
+from lifelong.serve.lock import DataDirLock
 from lifelong.serve.service import Service, load_replay, open_data_dir, replay, set_threads
 from lifelong.serve.worker import Replayer, state_digest
 
@@ -63,10 +67,37 @@ def serve_http(cfg: ServeConfig, *, accept_config_change: bool = False) -> None:
     service.start()  # restore before the port opens: the first request already sees the restored model
     try:
         app = create_app(service, manage=False)
-        uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info", access_log=cfg.access_log,
-                    timeout_graceful_shutdown=10)
+        config = uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="info", access_log=cfg.access_log,
+                                timeout_graceful_shutdown=max(1, round(cfg.stop_timeout / 2)))
+        run_until_signal(config)
     finally:
-        service.stop()
+        # SIGTERM and SIGINT end up here alike: uvicorn has drained in-flight requests; the worker
+        # now applies what is committed, writes a final snapshot, and the log is closed
+        service.stop(drain=cfg.stop_timeout / 2)
+
+
+def run_until_signal(config) -> None:
+    """Run uvicorn's server until SIGTERM or SIGINT, which only ask it to shut down gracefully.
+
+    Plain ``uvicorn.run`` re-raises a captured signal once it has shut down, which kills the
+    process before the service's own shutdown (final snapshot, closing the log) can run.
+    """
+    import uvicorn
+
+    class CleanStopServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    CleanStopServer(config).run()
 
 
 def replay_file(cfg: ServeConfig, path: Path, *, curve: Path | None = None,
@@ -111,13 +142,19 @@ def verify(cfg: ServeConfig, *, accept_config_change: bool = False) -> Verificat
     if not (cfg.data_dir / "events.sqlite").is_file():
         raise ConfigError(f"{cfg.data_dir} holds no event log; nothing to verify")
     set_threads(cfg)  # the configured arithmetic, whatever this machine's default thread count
-    log, store = open_data_dir(cfg, check="full", accept_config_change=accept_config_change)
+    lock = DataDirLock(cfg.data_dir)
+    try:
+        log, store = open_data_dir(cfg, check="full", accept_config_change=accept_config_change)
+    except BaseException:
+        lock.release()
+        raise
     try:
         step = log.last_step()
         restored, info = Replayer(cfg, log, store).state_at(step)
         scratch, _ = Replayer(cfg, log, None).state_at(step)
     finally:
         log.close()
+        lock.release()
     return Verification(step, info.path.name if info else "scratch",
                         state_digest(restored.state_dict()), state_digest(scratch.state_dict()))
 

@@ -37,6 +37,7 @@ import torch
 from lifelong.errors import CheckpointError, DataError
 from lifelong.serve.config import ServeConfig
 from lifelong.serve.eventlog import AppendResult, EventConflict, EventLog, describe_sqlite_error
+from lifelong.serve.lock import DataDirLock
 from lifelong.serve.metrics import Registry
 from lifelong.serve.snapshots import SnapshotStore
 from lifelong.serve.validation import Feedback, RequestError, parse_feedback, parse_json
@@ -95,8 +96,13 @@ class Service:
 
         self.published = PublishedModel(lambda: build_learner(cfg))
         self.worker: Worker = None  # type: ignore[assignment]  # set below; the log needs its notify
-        self.log, self.store = open_data_dir(cfg, on_commit=lambda s: self.worker.notify(s), check=check,
-                                             accept_config_change=accept_config_change)
+        self.lock = DataDirLock(cfg.data_dir)  # one writer: a second process is refused here
+        try:
+            self.log, self.store = open_data_dir(cfg, on_commit=lambda s: self.worker.notify(s), check=check,
+                                                 accept_config_change=accept_config_change)
+        except BaseException:
+            self.lock.release()
+            raise
         self.worker = Worker(cfg, self.log, self.store, self.published, on_applied=self._on_applied,
                              on_drift=lambda seq: self.drift_alarms.inc())
         self._online: deque[int] = deque(maxlen=cfg.accuracy_window)
@@ -111,20 +117,32 @@ class Service:
         t0 = time.perf_counter()
         try:
             self.worker.start()
-        except (OSError, sqlite3.Error) as e:
+        except BaseException as e:
             self.log.close()
-            raise CheckpointError(f"cannot restore the learner from {self.cfg.data_dir}: "
-                                  f"{describe_sqlite_error(self.log.path, e) if isinstance(e, sqlite3.Error) else e}") from None
+            self.lock.release()
+            if isinstance(e, (OSError, sqlite3.Error)):
+                why = describe_sqlite_error(self.log.path, e) if isinstance(e, sqlite3.Error) else e
+                raise CheckpointError(f"cannot restore the learner from {self.cfg.data_dir}: {why}") from None
+            raise
         src = self.worker.restored_from
         log.info("restored learner at seq %d from %s in %.2fs", self.worker.cursor,
                  f"snapshot {src.path.name}" if src else "scratch", time.perf_counter() - t0)
         self.started = True
 
-    def stop(self, *, snapshot: bool = True) -> None:
-        """Stop the worker (writing a final snapshot), then close the log. Idempotent."""
+    def stop(self, *, snapshot: bool = True, drain: float = 0.0) -> None:
+        """Stop the worker (applying committed events for up to ``drain`` seconds, then writing a
+        final snapshot), close the log, release the data directory. Idempotent."""
         if self.started:
-            self.worker.stop(snapshot=snapshot)
+            if not self.worker.stop(snapshot=snapshot, drain=drain):
+                log.warning("the learner worker did not stop in time; what it had not applied is applied after "
+                            "the next start")
+            snap = self.worker.snapshot
+            log.info("stopped: applied seq %d of %d logged; last snapshot %s", self.worker.cursor, self.log.last_seq,
+                     snap.path.name if snap else "none")
         self.log.close()
+        self.lock.release()
+        if self.started:
+            log.info("event log closed")
         self.started = False
 
     # -- predict ---------------------------------------------------------------------------------

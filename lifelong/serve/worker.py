@@ -241,6 +241,7 @@ class Worker:
         self._ops: list[_Op] = []
         self._stopping = False
         self._final_snapshot = True
+        self._drain_until = 0.0
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -259,14 +260,19 @@ class Worker:
         self._thread = threading.Thread(target=self._run, name="learner-worker", daemon=True)
         self._thread.start()
 
-    def stop(self, *, snapshot: bool = True, timeout: float = 60.0) -> None:
-        """Finish the current batch, apply nothing more, write a final snapshot (if asked), join."""
+    def stop(self, *, snapshot: bool = True, drain: float = 0.0, timeout: float = 60.0) -> bool:
+        """Finish the current batch; with ``drain`` > 0, go on applying every committed event for at
+        most ``drain`` seconds; then write a final snapshot (if asked) and join. ``True`` if the
+        thread ended within ``drain + timeout`` seconds."""
         with self._cond:
             self._stopping = True
             self._final_snapshot = snapshot
+            self._drain_until = time.monotonic() + drain
             self._cond.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(drain + timeout)
+            return not self._thread.is_alive()
+        return True
 
     def notify(self, last_seq: int) -> None:
         """New events were committed (called from the log's writer thread)."""
@@ -311,6 +317,9 @@ class Worker:
                 for op in ops:
                     self._do(op)
                 if stopping:
+                    # a clean stop: apply what is committed (bounded), so the final snapshot holds it
+                    while self.log.last_seq > self.cursor and time.monotonic() < self._drain_until:
+                        self._apply_next()
                     break
                 pending = self.log.last_seq - self.cursor
                 if 0 < pending < self.cfg.batch_size and self.cfg.linger_ms > 0:
