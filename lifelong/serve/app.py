@@ -176,7 +176,7 @@ def create_app(service: Service, *, manage: bool = True) -> FastAPI:
     @app.get("/health")
     async def health() -> JSONResponse:
         h = service.health()
-        return JSONResponse(h, status_code=200 if h["status"] == "ok" else 503)
+        return JSONResponse(h, status_code=503 if h["status"] == "halted" else 200)
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:

@@ -86,7 +86,10 @@ SERVE_KEYS: dict[str, tuple[type, Any, float | None]] = {
     "drift_delta": (float, 0.002, 0),  # ADWIN's confidence parameter; 0 turns the detector off
     "prediction_cache": (int, 10_000, 0),  # earlier predictions kept for `prediction_id`
     "access_log": (bool, False, None),
-    "stop_timeout": (float, 30.0, 1),  # seconds a SIGTERM/SIGINT stop may take: drain requests, apply, snapshot
+    "stop_timeout": (float, 30.0, 1),
+    "max_connections": (int, 256, 1),  # open client connections; more are answered 503 and closed
+    "header_timeout": (float, 10.0, 0.1),  # seconds to deliver a request head (also the keep-alive idle limit)
+    "body_timeout": (float, 30.0, 0.1),  # longest pause while a request body is received  # seconds a SIGTERM/SIGINT stop may take: drain requests, apply, snapshot
 }
 TOP_LEVEL = ("seed", "plugins", "learner", "model", "train", "serve")
 #: without a [learner] table: the complementary learner, a slow network with reservoir replay plus
@@ -122,6 +125,9 @@ class ServeConfig:
     prediction_cache: int = 10_000
     access_log: bool = False
     stop_timeout: float = 30.0
+    max_connections: int = 256
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
 
     @property
     def input_dim(self) -> int:

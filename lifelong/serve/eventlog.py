@@ -143,6 +143,8 @@ class EventLog:
         self.input_dim, self.n_classes = int(input_dim), int(n_classes)
         self.on_commit = on_commit
         self.fingerprint_changed_from: str | None = None
+        self.append_errors = 0  # group commits that failed (each request in it got an error)
+        self.append_fault: str | None = None  # the last commit's error, until a commit succeeds
         self._conn = self._read = None
         self._read_lock = threading.Lock()
         try:
@@ -274,9 +276,12 @@ class EventLog:
                     c.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
+                self.append_errors += 1
+                self.append_fault = f"{type(e).__name__}: {e}"
                 for p in group:
                     p.future.set_exception(CheckpointError(f"could not write the event log {self.path}: {e}"))
                 continue
+            self.append_fault = None
             last = max([self.last_seq] + [max(r.seqs) for r in results if isinstance(r, AppendResult) and r.seqs])
             self.last_seq = last
             if self.on_commit is not None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from lifelong.errors import ConfigError
 from lifelong.serve.config import ServeConfig
+from lifelong.serve.guard import guarded_protocol
 from lifelong.serve.lock import DataDirLock
 from lifelong.serve.service import Service, load_replay, open_data_dir, replay, set_threads
 from lifelong.serve.worker import Replayer, state_digest
@@ -67,7 +68,13 @@ def serve_http(cfg: ServeConfig, *, accept_config_change: bool = False) -> None:
     service.start()  # restore before the port opens: the first request already sees the restored model
     try:
         app = create_app(service, manage=False)
+        from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+        http = guarded_protocol(AutoHTTPProtocol, max_connections=cfg.max_connections,
+                                header_timeout=cfg.header_timeout, body_timeout=cfg.body_timeout)
         config = uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="info", access_log=cfg.access_log,
+                                http=http, limit_concurrency=cfg.max_connections + 1,
+                                timeout_keep_alive=max(1, round(cfg.header_timeout)),
                                 timeout_graceful_shutdown=max(1, round(cfg.stop_timeout / 2)))
         run_until_signal(config)
     finally:

@@ -37,6 +37,7 @@ import torch
 from lifelong.errors import CheckpointError, DataError
 from lifelong.serve.config import ServeConfig
 from lifelong.serve.eventlog import AppendResult, EventConflict, EventLog, describe_sqlite_error
+from lifelong.serve.guard import COUNTS as CONNECTIONS
 from lifelong.serve.lock import DataDirLock
 from lifelong.serve.metrics import Registry
 from lifelong.serve.snapshots import SnapshotStore
@@ -93,6 +94,16 @@ class Service:
         m.gauge("lifelong_serve_last_snapshot_seq", "sequence number of the newest snapshot",
                 lambda: self.worker.snapshot.seq if self.worker.snapshot else 0)
         m.gauge("lifelong_serve_worker_up", "1 while the learner worker runs", lambda: float(self.worker.running))
+        m.gauge("lifelong_serve_connections_refused", "connections closed at once: over [serve] max_connections",
+                lambda: CONNECTIONS["refused"])
+        m.gauge("lifelong_serve_connections_timed_out", "connections closed for a slow request head or a stalled body",
+                lambda: CONNECTIONS["header_timeout"] + CONNECTIONS["body_timeout"])
+        self.io_errors = m.counter("lifelong_serve_io_errors_total",
+                                   "transient I/O errors in journal and snapshot writes (retried with backoff), by op")
+        m.gauge("lifelong_serve_append_errors", "event-log group commits that failed (their requests got 503)",
+                lambda: self.log.append_errors)
+        m.gauge("lifelong_serve_io_faults", "kinds of writes failing right now (journal, snapshot, append); 0 when healthy",
+                lambda: len(self.faults()))
 
         self.published = PublishedModel(lambda: build_learner(cfg))
         self.worker: Worker = None  # type: ignore[assignment]  # set below; the log needs its notify
@@ -105,6 +116,7 @@ class Service:
             raise
         self.worker = Worker(cfg, self.log, self.store, self.published, on_applied=self._on_applied,
                              on_drift=lambda seq: self.drift_alarms.inc())
+        self.worker.on_io_error = lambda op: self.io_errors.inc(op=op)
         self._online: deque[int] = deque(maxlen=cfg.accuracy_window)
         self._online_lock = threading.Lock()
         self._pred_cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -227,10 +239,22 @@ class Service:
         for lag in lags:
             self.apply_lag.observe(max(0.0, lag))
 
+    def faults(self) -> dict[str, str]:
+        """Writes failing right now, by kind, with the last error."""
+        out = dict(self.worker.faults)
+        if self.log.append_fault is not None:
+            out["append"] = self.log.append_fault
+        return out
+
     def health(self) -> dict[str, Any]:
+        """``status``: ``ok``; ``degraded`` while writes fail (retried; the service still answers);
+        ``halted`` when the worker stopped (then /health answers 503)."""
         w = self.worker
+        faults = self.faults()
         return {
-            "status": "ok" if w.running else "degraded",
+            "status": "halted" if not w.running else "degraded" if faults else "ok",
+            "faults": faults,
+            "io_errors": {**w.io_errors, "append": self.log.append_errors},
             "worker": "running" if w.running else f"halted: {w.error or 'not started'}",
             "learner": self.cfg.learner["name"],
             "logged_seq": self.log.last_seq,
