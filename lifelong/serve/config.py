@@ -134,11 +134,18 @@ class ServeConfig:
         return math.prod(self.input_shape)
 
     def fingerprint(self) -> str:
-        """SHA-256 of what determines the learner's state given the log: learner, model, shapes and
-        seed. The batch size is not part of it (the worker journals every batch's boundaries)."""
+        """SHA-256 of what determines the learner's state given the log: learner, model, shapes,
+        seed and torch's thread count (a different intra-op thread count can change the floating
+        point sums). The batch size is not part of it (the worker journals every batch's
+        boundaries), nor is any setting that only changes timing, limits or access.
+
+        ``threads = 1`` (the default) adds nothing, so data directories written before threads
+        counted keep their fingerprint; any other value is part of it."""
         # lr and momentum count as the learner's (they are its hyper-parameters, set in [train])
         what = {"learner": {**self.learner, **self.train}, "model": self.model, "input_shape": list(self.input_shape),
                 "n_classes": self.n_classes, "seed": self.seed}
+        if self.threads != 1:
+            what["threads"] = self.threads
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
     def require_token(self) -> str:

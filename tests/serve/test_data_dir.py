@@ -160,3 +160,23 @@ def test_every_snapshot_records_the_log_id(made):
         assert {svc.store.peek(i)["log_id"] for i in infos} == {svc.log.log_id}
     finally:
         svc.stop(snapshot=False)
+
+
+def test_threads_are_part_of_the_fingerprint_and_a_change_needs_accepting(tmp_path):
+    from lifelong.serve.config import config_from_dict
+
+    model = {"input_shape": [8], "n_classes": 4}
+    one, two = (config_from_dict({"model": model, "serve": {"threads": t}}, env={}) for t in (1, 2))
+    assert one.fingerprint() != two.fingerprint()
+    # batch size and other timing settings do not change the arithmetic, so they are not in it
+    assert config_from_dict({"model": model, "serve": {"batch_size": 7, "linger_ms": 1.0}}, env={}).fingerprint() == one.fingerprint()
+
+    cfg = write_config(tmp_path, serve={"snapshot_every": 10_000, "threads": 1})
+    feed(cfg, 40)
+    cfg = write_config(tmp_path, serve={"snapshot_every": 10_000, "threads": 2})
+    code, err = run_cli(cfg, "--verify")
+    assert_refused(code, err, "different configuration", "--accept-config-change")
+    code, err = run_cli(cfg, "--verify", "--accept-config-change")  # replayed under the new config, and verified
+    assert code == 0, err
+    code, err = run_cli(cfg, "--verify")  # accepted once: the log now records the new fingerprint
+    assert code == 0, err
