@@ -3,26 +3,27 @@
 ==========================  =======  ===========================================================
 endpoint                    auth     what it does
 ==========================  =======  ===========================================================
-``POST /predict``           config   ``{"inputs": [[...], ...]}`` -> labels and probabilities
-``POST /feedback``          token    ``{"inputs", "labels", "event_ids"?, "prediction_id"?}``;
+``POST /predict``           predict  ``{"inputs": [[...], ...]}`` -> labels and probabilities
+                                     (open unless ``protect_predict``)
+``POST /feedback``          feedback ``{"inputs", "labels", "event_ids"?, "prediction_id"?}``;
                                      answers only after the durable commit, with the seqs
-``GET /health``             open     worker state and sequence numbers
+``GET /health``             open     worker state, sequence numbers, failing writes
 ``GET /metrics``            open     Prometheus text
-``POST /snapshot``          token    write a snapshot now
-``POST /rollback``          token    ``{"to_seq": n}``: back to the newest snapshot at or before n
-``GET /snapshots``          token    the snapshot files
-``GET /state``              token    digests of the worker's and the published learner state
+``POST /snapshot``          admin    write a snapshot now
+``POST /rollback``          admin    ``{"to_seq": n}``: back to the newest snapshot at or before n
+``GET /snapshots``          admin    the snapshot files
+``GET /state``              admin    digests of the worker's and the published learner state
 ==========================  =======  ===========================================================
 
 Bodies are read with a size limit (413), must be ``application/json`` (415) and are validated
-completely before anything is logged (:mod:`lifelong.serve.validation`). The token is compared in
-constant time and never logged.
+completely before anything is logged (:mod:`lifelong.serve.validation`). Tokens carry scopes
+(:mod:`lifelong.serve.tokens`): a valid token without the endpoint's scope gets 403. Tokens are
+compared in constant time and never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import time
@@ -84,7 +85,7 @@ class ErrorGuard:
 def create_app(service: Service, *, manage: bool = True) -> FastAPI:
     """The FastAPI app. With ``manage``, the app's lifespan starts and stops the service."""
     cfg = service.cfg
-    token = cfg.require_token().encode()
+    tokens = cfg.require_token()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -99,13 +100,18 @@ def create_app(service: Service, *, manage: bool = True) -> FastAPI:
     app = FastAPI(title="lifelong serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(ErrorGuard, service=service)
 
-    def authorize(request: Request) -> None:
+    def authorize(request: Request, scope: str) -> None:
+        """401 without a valid token, 403 with a valid one that lacks ``scope``."""
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not given:
-            raise RequestError(401, "this endpoint needs the header `Authorization: Bearer <token>`")
-        if not hmac.compare_digest(given.strip().encode(), token):
+            raise RequestError(401, f"this endpoint needs the header `Authorization: Bearer <token>` (scope {scope})")
+        scopes = tokens.scopes(given.strip())
+        if scopes is None:
             raise RequestError(401, "the bearer token is not valid")
+        if scope not in scopes:
+            raise RequestError(403, f"this token may not use this endpoint: it needs the {scope!r} scope, the token has "
+                                    f"{sorted(scopes)}")
 
     async def read_json(request: Request):
         ctype = request.headers.get("content-type", "")
@@ -152,7 +158,7 @@ def create_app(service: Service, *, manage: bool = True) -> FastAPI:
     async def predict(request: Request) -> JSONResponse:
         t0 = time.perf_counter()
         if cfg.protect_predict:
-            authorize(request)
+            authorize(request, "predict")
         x = parse_predict(await read_json(request), cfg)
         out = service.predict(x)  # a short forward pass under the publish lock; never waits for training
         service.predict_latency.observe(time.perf_counter() - t0)
@@ -161,7 +167,7 @@ def create_app(service: Service, *, manage: bool = True) -> FastAPI:
     @app.post("/feedback")
     async def feedback(request: Request) -> JSONResponse:
         t0 = time.perf_counter()
-        authorize(request)
+        authorize(request, "feedback")
         fb = parse_feedback(await read_json(request), cfg)
         served = service.prepare(fb)  # what the served model says before these rows are logged
         try:
@@ -184,24 +190,24 @@ def create_app(service: Service, *, manage: bool = True) -> FastAPI:
 
     @app.post("/snapshot")
     async def snapshot(request: Request) -> JSONResponse:
-        authorize(request)
+        authorize(request, "admin")
         info = await asyncio.wrap_future(service.worker.request("snapshot"))
         return JSONResponse({"seq": info.seq, "step": info.step, "file": info.path.name})
 
     @app.post("/rollback")
     async def rollback(request: Request) -> JSONResponse:
-        authorize(request)
+        authorize(request, "admin")
         to_seq = parse_rollback(await read_json(request))
         return JSONResponse(await asyncio.wrap_future(service.worker.request("rollback", to_seq=to_seq)))
 
     @app.get("/snapshots")
     async def snapshots(request: Request) -> JSONResponse:
-        authorize(request)
+        authorize(request, "admin")
         return JSONResponse([{"seq": i.seq, "step": i.step, "file": i.path.name} for i in service.store.list()])
 
     @app.get("/state")
     async def state(request: Request) -> JSONResponse:
-        authorize(request)
+        authorize(request, "admin")
         d = await asyncio.wrap_future(service.worker.request("digest"))
         d["published"] = await run_in_threadpool(service.published.digest)
         d["published_seq"] = service.published.seq

@@ -64,9 +64,9 @@ from lifelong.experiments.config import (
 from lifelong.experiments.runner import build_learner as build_run_learner
 from lifelong.learn.base import Learner
 from lifelong.options import check_value
+from lifelong.serve.tokens import MIN_TOKEN_LEN, Tokens, check_token
 
 TOKEN_ENV = "LIFELONG_SERVE_TOKEN"
-MIN_TOKEN_LEN = 16
 
 #: [serve] keys: (type, default, lower bound for numbers).
 SERVE_KEYS: dict[str, tuple[type, Any, float | None]] = {
@@ -74,6 +74,7 @@ SERVE_KEYS: dict[str, tuple[type, Any, float | None]] = {
     "port": (int, 8080, 0),
     "data_dir": (str, "serve-data", None),
     "token": (str, None, None),
+    "token_file": (str, None, None),  # scoped tokens, one `<scopes> <token>` a line; re-read on change
     "protect_predict": (bool, False, None),
     "batch_size": (int, 32, 1),
     "snapshot_every": (int, 1000, 1),
@@ -112,6 +113,7 @@ class ServeConfig:
     port: int = 8080
     data_dir: Path = Path("serve-data")
     token: str | None = field(default=None, repr=False)
+    token_file: Path | None = None
     protect_predict: bool = False
     batch_size: int = 32
     snapshot_every: int = 1000
@@ -148,14 +150,14 @@ class ServeConfig:
             what["threads"] = self.threads
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
-    def require_token(self) -> str:
-        """The bearer token, or :class:`ConfigError` if none (or a too short one) is configured."""
-        if not self.token:
+    def require_token(self) -> Tokens:
+        """The tokens in force, or :class:`ConfigError` if none (or a bad one) is configured."""
+        if not self.token and self.token_file is None:
             raise ConfigError(
-                f"no API token configured; set the {TOKEN_ENV} environment variable (or `token` in [serve]) "
-                f"to a secret of at least {MIN_TOKEN_LEN} characters"
+                f"no API token configured; set the {TOKEN_ENV} environment variable (or `token` or `token_file` "
+                f"in [serve]) to a secret of at least {MIN_TOKEN_LEN} characters"
             )
-        return self.token
+        return Tokens(self.token, self.token_file)
 
 
 def _typed(section: str, key: str, value: Any, kind: type, low: float | None) -> Any:
@@ -211,12 +213,14 @@ def config_from_dict(data: dict[str, Any], *, base_dir: Path | None = None, env:
         raise ConfigError(f"[serve] port must be in 0..65535, got {values['port']}")
     if env.get(TOKEN_ENV):
         values["token"] = env[TOKEN_ENV]
-    if values["token"] is not None and len(values["token"]) < MIN_TOKEN_LEN:
-        raise ConfigError(f"the API token must have at least {MIN_TOKEN_LEN} characters; generate one with "
-                          "`python -c \"import secrets; print(secrets.token_urlsafe(32))\"`")
+    if values["token"] is not None:
+        check_token(values["token"], where="the API token")
     data_dir = Path(values.pop("data_dir"))
     if base_dir is not None and not data_dir.is_absolute():
         data_dir = base_dir / data_dir
+    if values["token_file"] is not None:
+        token_file = Path(values["token_file"])
+        values["token_file"] = base_dir / token_file if base_dir is not None and not token_file.is_absolute() else token_file
     return ServeConfig(learner=learner, model=model, train=train, plugins=plugins, input_shape=tuple(shape),
                        n_classes=n_classes, seed=seed, data_dir=data_dir, **values)
 
