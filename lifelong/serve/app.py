@@ -41,6 +41,25 @@ from lifelong.serve.validation import RequestError, parse_feedback, parse_json, 
 
 
 log = logging.getLogger("lifelong.serve")
+#: bodies larger than this are parsed (and predicted) in a worker thread, off the event loop
+OFFLOAD_BYTES = 64 * 1024
+
+
+class ByteBudget:
+    """Request body bytes held by requests in progress (event-loop thread only); past the limit a
+    request is refused with 503 and ``Retry-After`` before its body is read."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = int(limit), 0
+
+    def take(self, n: int) -> None:
+        if self.used + n > self.limit:
+            raise RequestError(503, f"the server is busy reading {self.used} bytes of other requests (limit "
+                                    f"[serve] max_inflight_bytes = {self.limit}); retry later", retry_after=1)
+        self.used += n
+
+    def give(self, n: int) -> None:
+        self.used -= n
 
 
 class ErrorGuard:
@@ -113,7 +132,13 @@ def create_app(service: Service, *, manage: bool = True) -> FastAPI:
             raise RequestError(403, f"this token may not use this endpoint: it needs the {scope!r} scope, the token has "
                                     f"{sorted(scopes)}")
 
-    async def read_json(request: Request):
+    budget = ByteBudget(cfg.max_inflight_bytes)
+    service.metrics.gauge("lifelong_serve_inflight_bytes", "request body bytes being read or processed now",
+                          lambda: budget.used)
+
+    @asynccontextmanager
+    async def body(request: Request):
+        """The raw JSON body, held against the in-flight byte budget until the request is done."""
         ctype = request.headers.get("content-type", "")
         if ctype.split(";")[0].strip().lower() != "application/json":
             raise RequestError(415, f"send the body as JSON with `Content-Type: application/json` (got {ctype or 'none'!r})")
@@ -124,19 +149,35 @@ def create_app(service: Service, *, manage: bool = True) -> FastAPI:
             if int(declared) > cfg.max_body_bytes:
                 raise RequestError(413, f"the body has {declared} bytes; the limit is {cfg.max_body_bytes} "
                                         "([serve] max_body_bytes): send fewer rows per request")
-        chunks, size = [], 0
-        async for chunk in request.stream():  # also bounds chunked bodies without a Content-Length
-            size += len(chunk)
-            if size > cfg.max_body_bytes:
-                raise RequestError(413, f"the body exceeds {cfg.max_body_bytes} bytes ([serve] max_body_bytes)")
-            chunks.append(chunk)
-        return parse_json(b"".join(chunks))
+        held = 0
+        try:
+            if declared is not None:
+                budget.take(int(declared))
+                held = int(declared)
+            chunks, size = [], 0
+            async for chunk in request.stream():  # also bounds chunked bodies without a Content-Length
+                size += len(chunk)
+                if size > cfg.max_body_bytes:
+                    raise RequestError(413, f"the body exceeds {cfg.max_body_bytes} bytes ([serve] max_body_bytes)")
+                if size > held:
+                    budget.take(size - held)
+                    held = size
+                chunks.append(chunk)
+            yield b"".join(chunks)
+        finally:
+            budget.give(held)
+
+    async def read_json(request: Request):
+        async with body(request) as raw:
+            return parse_json(raw)
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, e: RequestError) -> JSONResponse:
         service.rejected.inc(status=str(e.status))
-        headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
-        return JSONResponse({"detail": e.message}, status_code=e.status, headers=headers)
+        headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else {}
+        if e.retry_after is not None:
+            headers["Retry-After"] = str(e.retry_after)
+        return JSONResponse({"detail": e.message}, status_code=e.status, headers=headers or None)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:  # 404, 405
@@ -159,8 +200,13 @@ def create_app(service: Service, *, manage: bool = True) -> FastAPI:
         t0 = time.perf_counter()
         if cfg.protect_predict:
             authorize(request, "predict")
-        x = parse_predict(await read_json(request), cfg)
-        out = service.predict(x)  # a short forward pass under the publish lock; never waits for training
+        async with body(request) as raw:
+            def work() -> dict:
+                return service.predict(parse_predict(parse_json(raw), cfg))
+
+            # a large body is parsed and predicted off the event loop, so it cannot stall feedback acks;
+            # a small one inline (a thread hop costs more than it saves)
+            out = await run_in_threadpool(work) if len(raw) > OFFLOAD_BYTES else work()
         service.predict_latency.observe(time.perf_counter() - t0)
         return JSONResponse(out)
 
@@ -168,13 +214,21 @@ def create_app(service: Service, *, manage: bool = True) -> FastAPI:
     async def feedback(request: Request) -> JSONResponse:
         t0 = time.perf_counter()
         authorize(request, "feedback")
-        fb = parse_feedback(await read_json(request), cfg)
-        served = service.prepare(fb)  # what the served model says before these rows are logged
-        try:
-            res = await asyncio.wrap_future(service.submit(fb))  # resolves after the fsynced commit
-        except EventConflict as e:
-            raise RequestError(409, str(e)) from None
-        out = service.after_commit(fb, res, served)
+        async with body(request) as raw:
+            def work():
+                fb = parse_feedback(parse_json(raw), cfg)
+                return fb, service.prepare(fb)  # what the served model says before these rows are logged
+
+            fb, served = await run_in_threadpool(work) if len(raw) > OFFLOAD_BYTES else work()
+            pending = service.pending()
+            if pending + len(fb.y) > cfg.max_pending:
+                raise RequestError(429, f"{pending} events wait to be learned; the limit is {cfg.max_pending} "
+                                        "([serve] max_pending): retry later", retry_after=1)
+            try:
+                res = await asyncio.wrap_future(service.submit(fb))  # resolves after the fsynced commit
+            except EventConflict as e:
+                raise RequestError(409, str(e)) from None
+            out = service.after_commit(fb, res, served)
         out.pop("correct")
         service.ack_latency.observe(time.perf_counter() - t0)
         return JSONResponse(out)

@@ -143,6 +143,8 @@ class EventLog:
         self.input_dim, self.n_classes = int(input_dim), int(n_classes)
         self.on_commit = on_commit
         self.fingerprint_changed_from: str | None = None
+        self.queued_rows = 0  # rows submitted, not yet committed
+        self._queued_lock = threading.Lock()
         self.append_errors = 0  # group commits that failed (each request in it got an error)
         self.append_fault: str | None = None  # the last commit's error, until a commit succeeds
         self._conn = self._read = None
@@ -228,6 +230,8 @@ class EventLog:
         x = np.ascontiguousarray(x, dtype="<f4").reshape(len(y), self.input_dim)
         ids = list(event_ids) if event_ids is not None else [None] * len(y)
         fut: Future = Future()
+        with self._queued_lock:
+            self.queued_rows += len(y)
         self._queue.put(_Pending(x, np.asarray(y, dtype=np.int64), ids, prediction_id, fut))
         return fut
 
@@ -278,12 +282,16 @@ class EventLog:
                     pass
                 self.append_errors += 1
                 self.append_fault = f"{type(e).__name__}: {e}"
+                with self._queued_lock:
+                    self.queued_rows -= rows
                 for p in group:
                     p.future.set_exception(CheckpointError(f"could not write the event log {self.path}: {e}"))
                 continue
             self.append_fault = None
             last = max([self.last_seq] + [max(r.seqs) for r in results if isinstance(r, AppendResult) and r.seqs])
             self.last_seq = last
+            with self._queued_lock:
+                self.queued_rows -= rows
             if self.on_commit is not None:
                 self.on_commit(last)
             for p, r in zip(group, results):

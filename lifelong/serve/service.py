@@ -239,6 +239,10 @@ class Service:
         for lag in lags:
             self.apply_lag.observe(max(0.0, lag))
 
+    def pending(self) -> int:
+        """Events submitted but not yet learned: the backlog ``max_pending`` bounds."""
+        return max(0, self.log.last_seq - self.worker.cursor) + self.log.queued_rows
+
     def faults(self) -> dict[str, str]:
         """Writes failing right now, by kind, with the last error."""
         out = dict(self.worker.faults)

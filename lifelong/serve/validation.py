@@ -32,11 +32,11 @@ FEEDBACK_KEYS = {"inputs", "labels", "event_ids", "prediction_id"}
 
 
 class RequestError(Exception):
-    """A request the service refuses; ``status`` is the HTTP code (4xx)."""
+    """A request the service refuses; ``status`` is the HTTP code (4xx, or 503 when busy)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.retry_after = status, message, retry_after
 
 
 @dataclass(frozen=True)
