@@ -11,6 +11,7 @@ endpoint                    auth     what it does
 ``GET /metrics``            open     Prometheus text
 ``POST /snapshot``          admin    write a snapshot now
 ``POST /rollback``          admin    ``{"to_seq": n}``: back to the newest snapshot at or before n
+``POST /freeze``            admin    ``{"frozen": true|false}``: keep serving, stop (or resume) learning
 ``GET /snapshots``          admin    the snapshot files
 ``GET /state``              admin    digests of the worker's and the published learner state
 ==========================  =======  ===========================================================
@@ -253,6 +254,16 @@ def create_app(service: Service, *, manage: bool = True) -> FastAPI:
         authorize(request, "admin")
         to_seq = parse_rollback(await read_json(request))
         return JSONResponse(await asyncio.wrap_future(service.worker.request("rollback", to_seq=to_seq)))
+
+    @app.post("/freeze")
+    async def freeze(request: Request) -> JSONResponse:
+        """``{"frozen": true}``: keep serving, stop learning (events are still logged, and learned
+        after ``{"frozen": false}``). The setting is kept in the log and outlives a restart."""
+        authorize(request, "admin")
+        obj = await read_json(request)
+        if not isinstance(obj, dict) or set(obj) != {"frozen"} or not isinstance(obj["frozen"], bool):
+            raise RequestError(422, 'the freeze body must be {"frozen": true} or {"frozen": false}')
+        return JSONResponse(await asyncio.wrap_future(service.worker.request("freeze", frozen=obj["frozen"])))
 
     @app.get("/snapshots")
     async def snapshots(request: Request) -> JSONResponse:

@@ -92,7 +92,8 @@ SERVE_KEYS: dict[str, tuple[type, Any, float | None]] = {
     "header_timeout": (float, 10.0, 0.1),  # seconds to deliver a request head (also the keep-alive idle limit)
     "body_timeout": (float, 30.0, 0.1),  # longest pause while a request body is received
     "max_pending": (int, 20_000, 1),  # logged events not yet learned; past it /feedback answers 429
-    "max_inflight_bytes": (int, 64_000_000, 1024),  # request body bytes held at once; past it 503  # seconds a SIGTERM/SIGINT stop may take: drain requests, apply, snapshot
+    "max_inflight_bytes": (int, 64_000_000, 1024),  # request body bytes held at once; past it 503
+    "flip_sample": (int, 128, 0),  # recent feedback rows scoring each publish's negative flip rate; 0: off  # seconds a SIGTERM/SIGINT stop may take: drain requests, apply, snapshot
 }
 TOP_LEVEL = ("seed", "plugins", "learner", "model", "train", "serve")
 #: without a [learner] table: the complementary learner, a slow network with reservoir replay plus
@@ -134,6 +135,7 @@ class ServeConfig:
     body_timeout: float = 30.0
     max_pending: int = 20_000
     max_inflight_bytes: int = 64_000_000
+    flip_sample: int = 128
 
     @property
     def input_dim(self) -> int:

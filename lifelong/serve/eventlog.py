@@ -368,6 +368,16 @@ class EventLog:
                                       (after, hi)).fetchall()
         return [JournalEntry(int(s), k, a, b) for s, k, a, b in rows]
 
+    def get_meta(self, key: str) -> str | None:
+        with self._read_lock:
+            row = self._read.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Durably set an operator setting (such as ``frozen``) kept with the log."""
+        with self._read_lock:
+            self._read.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
     def last_step(self) -> int:
         with self._read_lock:
             return int(self._read.execute("SELECT COALESCE(MAX(step), 0) FROM journal").fetchone()[0])

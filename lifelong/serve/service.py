@@ -117,6 +117,18 @@ class Service:
         self.worker = Worker(cfg, self.log, self.store, self.published, on_applied=self._on_applied,
                              on_drift=lambda seq: self.drift_alarms.inc())
         self.worker.on_io_error = lambda op: self.io_errors.inc(op=op)
+        self.worker.on_publish = self._score_publish
+        self._recent: deque[tuple[np.ndarray, int]] = deque(maxlen=cfg.flip_sample)  # for the flip rate
+        self._flip_x: torch.Tensor | None = None
+        self._flip_y: torch.Tensor | None = None
+        self._flip_prev: torch.Tensor | None = None  # was the previous published model right, per sample row
+        self._flip_refresh_at = 0.0
+        self.flip_rate = float("nan")
+        m.gauge("lifelong_serve_negative_flip_rate",
+                "at the last publish: share of recent feedback rows the previous published model got right and the "
+                "new one gets wrong", lambda: self.flip_rate)
+        m.gauge("lifelong_serve_frozen", "1 while learning is frozen (POST /freeze); serving goes on",
+                lambda: float(self.worker.frozen))
         self._online: deque[int] = deque(maxlen=cfg.accuracy_window)
         self._online_lock = threading.Lock()
         self._pred_cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -214,7 +226,11 @@ class Service:
             with self._online_lock:
                 self._online.extend(correct)
             seqs = torch.tensor(res.seqs, dtype=torch.int64)[new]
-            self.published.fast_update(seqs, to_batch(self.cfg, x, y))
+            if not self.worker.frozen:  # frozen: the served model does not change, not even its memory
+                self.published.fast_update(seqs, to_batch(self.cfg, x, y))
+            if self.cfg.flip_sample:
+                with self._online_lock:
+                    self._recent.extend(zip(x.numpy(), y.tolist()))
         self.received.inc(n_new)
         self.duplicates.inc(len(res.seqs) - n_new)
         return {"seqs": res.seqs, "duplicates": len(res.seqs) - n_new, "published_seq": self.published.seq,
@@ -233,6 +249,31 @@ class Service:
     def online_accuracy(self) -> float:
         with self._online_lock:
             return sum(self._online) / len(self._online) if self._online else float("nan")
+
+    def _score_publish(self, published: PublishedModel) -> None:
+        """The negative flip rate of the newly published model against the previous one (worker thread).
+
+        The sample (the last ``flip_sample`` feedback rows) is refreshed at most once a second;
+        between refreshes the previous model's correctness from the last publish is reused, so
+        each publish costs one forward pass over the sample."""
+        if not self.cfg.flip_sample:
+            return
+        now = time.monotonic()
+        prev = self._flip_prev
+        if self._flip_x is None or now >= self._flip_refresh_at:
+            with self._online_lock:
+                rows = list(self._recent)
+            if len(rows) < 8:
+                return
+            self._flip_x = torch.from_numpy(np.stack([r[0] for r in rows])).reshape(len(rows), *self.cfg.input_shape)
+            self._flip_y = torch.tensor([r[1] for r in rows])
+            self._flip_refresh_at = now + 1.0
+            old = published._spare  # the model served until this publish; only the worker touches it
+            prev = None if old is None else old.predict(self._flip_x).argmax(1) == self._flip_y
+        new_right = published.predict(self._flip_x)[0].argmax(1) == self._flip_y
+        if prev is not None:
+            self.flip_rate = float((prev & ~new_right).float().mean())
+        self._flip_prev = new_right
 
     def _on_applied(self, n: int, lags: list[float]) -> None:
         self.applied.inc(n)
@@ -258,6 +299,8 @@ class Service:
         return {
             "status": "halted" if not w.running else "degraded" if faults else "ok",
             "faults": faults,
+            "frozen": w.frozen,
+            "negative_flip_rate": None if self.flip_rate != self.flip_rate else round(self.flip_rate, 6),
             "io_errors": {**w.io_errors, "append": self.log.append_errors},
             "worker": "running" if w.running else f"halted: {w.error or 'not started'}",
             "learner": self.cfg.learner["name"],

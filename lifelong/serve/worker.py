@@ -252,6 +252,8 @@ class Worker:
         self._backoff: dict[str, float] = {}
         self._snapshot_retry_at = 0.0
         self.on_io_error: Callable[[str], None] | None = None
+        self.on_publish: Callable[[PublishedModel], None] | None = None
+        self.frozen = False  # True: events are logged but not learned (POST /freeze)
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -262,6 +264,9 @@ class Worker:
         self.step = last
         self.cursor = max((e.b for e in self.log.journal() if e.kind in ("batch", "rollback")), default=0)
         self.snapshot = self.restored_from
+        self.frozen = self.log.get_meta("frozen") == "1"  # a freeze outlives a restart
+        if self.frozen:
+            log.warning("learning is frozen (POST /freeze {\"frozen\": false} resumes it); serving goes on")
         self._reset_detector()
         self._publish()
         if not has_fast_path(self.learner):
@@ -320,7 +325,7 @@ class Worker:
         try:
             while True:
                 with self._cond:
-                    while (not self._ops and not self._stopping and self.log.last_seq <= self.cursor
+                    while (not self._ops and not self._stopping and (self.frozen or self.log.last_seq <= self.cursor)
                            and not self._snapshot_retry_due()):
                         self._cond.wait(0.2 if "snapshot" in self.faults else 1.0)
                     ops, self._ops = self._ops, []
@@ -329,10 +334,10 @@ class Worker:
                     self._do(op)
                 if stopping:
                     # a clean stop: apply what is committed (bounded), so the final snapshot holds it
-                    while self.log.last_seq > self.cursor and time.monotonic() < self._drain_until:
+                    while not self.frozen and self.log.last_seq > self.cursor and time.monotonic() < self._drain_until:
                         self._apply_safely()
                     break
-                pending = self.log.last_seq - self.cursor
+                pending = 0 if self.frozen else self.log.last_seq - self.cursor
                 if 0 < pending < self.cfg.batch_size and self.cfg.linger_ms > 0:
                     # let more events arrive: one larger step costs less than many tiny ones
                     # (each step is a journal fsync, a forward/backward and a publish)
@@ -341,7 +346,7 @@ class Worker:
                         while (self.log.last_seq - self.cursor < self.cfg.batch_size and not self._stopping
                                and not self._ops and (left := deadline - time.monotonic()) > 0):
                             self._cond.wait(left)
-                if self.log.last_seq > self.cursor:
+                if not self.frozen and self.log.last_seq > self.cursor:
                     self._apply_safely()
                 elif self._snapshot_retry_due():
                     self._try_snapshot()
@@ -464,6 +469,11 @@ class Worker:
 
     def _publish(self) -> None:
         self.published.publish(self.learner.state_dict(), self.cursor, self.step)
+        if self.on_publish is not None:
+            try:
+                self.on_publish(self.published)
+            except Exception:  # a metric must never stop learning
+                log.exception("publish hook failed")
         with self._cond:
             self._cond.notify_all()
 
@@ -485,6 +495,14 @@ class Worker:
                 op.future.set_result(info)
             elif op.kind == "rollback":
                 op.future.set_result(self._rollback(int(op.args["to_seq"])))
+            elif op.kind == "freeze":
+                self.frozen = bool(op.args["frozen"])
+                self.log.set_meta("frozen", "1" if self.frozen else "0")
+                log.warning("learning %s at event %d (%d logged)", "frozen" if self.frozen else "resumed",
+                            self.cursor, self.log.last_seq)
+                with self._cond:
+                    self._cond.notify_all()
+                op.future.set_result({"frozen": self.frozen, "applied_seq": self.cursor, "logged_seq": self.log.last_seq})
             elif op.kind == "digest":
                 op.future.set_result({"learner": state_digest(self.learner.state_dict()), "step": self.step,
                                       "seq": self.cursor})
