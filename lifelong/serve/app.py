@@ -9,6 +9,8 @@ endpoint                    auth     what it does
                                      answers only after the durable commit, with the seqs
 ``GET /health``             open     worker state, sequence numbers, failing writes
 ``GET /metrics``            open     Prometheus text
+``GET /dashboard``          open     a live page; its data (``GET /dashboard/data``) needs the
+                                     predict token when ``protect_predict`` is set
 ``POST /snapshot``          admin    write a snapshot now
 ``POST /rollback``          admin    ``{"to_seq": n}``: back to the newest snapshot at or before n
 ``POST /freeze``            admin    ``{"frozen": true|false}``: keep serving, stop (or resume) learning
@@ -31,11 +33,12 @@ import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lifelong.errors import ConfigError, DataError, LifelongError
+from lifelong.serve.dashboard import PAGE
 from lifelong.serve.eventlog import EventConflict
 from lifelong.serve.service import Service
 from lifelong.serve.validation import RequestError, parse_feedback, parse_json, parse_predict, parse_rollback
@@ -254,6 +257,19 @@ def create_app(service: Service, *, manage: bool = True) -> FastAPI:
         authorize(request, "admin")
         to_seq = parse_rollback(await read_json(request))
         return JSONResponse(await asyncio.wrap_future(service.worker.request("rollback", to_seq=to_seq)))
+
+    @app.get("/dashboard")
+    async def dashboard() -> HTMLResponse:
+        # the page holds no data; its data endpoint is behind the predict token when predict is protected
+        return HTMLResponse(PAGE, headers={"Cache-Control": "no-store", "Content-Security-Policy":
+                                           "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                                           "connect-src 'self'; img-src 'self'"})
+
+    @app.get("/dashboard/data")
+    async def dashboard_data(request: Request) -> JSONResponse:
+        if cfg.protect_predict:
+            authorize(request, "predict")
+        return JSONResponse(service.dashboard())
 
     @app.post("/freeze")
     async def freeze(request: Request) -> JSONResponse:

@@ -115,9 +115,11 @@ class Service:
             self.lock.release()
             raise
         self.worker = Worker(cfg, self.log, self.store, self.published, on_applied=self._on_applied,
-                             on_drift=lambda seq: self.drift_alarms.inc())
+                             on_drift=self._on_drift)
         self.worker.on_io_error = lambda op: self.io_errors.inc(op=op)
         self.worker.on_publish = self._score_publish
+        self._history: deque[tuple[float, float | None, int]] = deque(maxlen=3600)  # (time, accuracy, applied)
+        self._drift_times: deque[tuple[float, int]] = deque(maxlen=100)
         self._recent: deque[tuple[np.ndarray, int]] = deque(maxlen=cfg.flip_sample)  # for the flip rate
         self._flip_x: torch.Tensor | None = None
         self._flip_y: torch.Tensor | None = None
@@ -279,6 +281,25 @@ class Service:
         self.applied.inc(n)
         for lag in lags:
             self.apply_lag.observe(max(0.0, lag))
+        now = time.time()
+        if not self._history or now - self._history[-1][0] >= 1.0:  # the dashboard's series: one point a second
+            acc = self.online_accuracy()
+            self._history.append((now, None if acc != acc else acc, self.worker.cursor))
+
+    def _on_drift(self, seq: int) -> None:
+        self.drift_alarms.inc()
+        self._drift_times.append((time.time(), seq))
+
+    def dashboard(self) -> dict[str, Any]:
+        """What ``GET /dashboard/data`` returns: health, counts, lag quantiles and the accuracy series."""
+        h = self.health()
+        q = self.apply_lag.quantiles((0.5, 0.99))
+        acc = self.online_accuracy()
+        return {**h, "pending": self.pending(), "snapshots": len(self.store.list()), "rollbacks": self.worker.rollbacks,
+                "online_accuracy": None if acc != acc else acc,
+                "apply_lag_p50": None if q[0.5] != q[0.5] else q[0.5], "apply_lag_p99": None if q[0.99] != q[0.99] else q[0.99],
+                "history": [list(p) for p in self._history], "drift": [list(d) for d in self._drift_times],
+                "time": time.time()}
 
     def pending(self) -> int:
         """Events submitted but not yet learned: the backlog ``max_pending`` bounds."""

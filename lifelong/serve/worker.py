@@ -254,6 +254,7 @@ class Worker:
         self.on_io_error: Callable[[str], None] | None = None
         self.on_publish: Callable[[PublishedModel], None] | None = None
         self.frozen = False  # True: events are logged but not learned (POST /freeze)
+        self.rollbacks = 0  # in this process
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -535,6 +536,7 @@ class Worker:
         step = self.log.journal_append("rollback", target_step, skip_to)
         discarded = skip_to - (info.seq if info is not None else 0)
         self.learner, self.step, self.cursor = learner, step, skip_to
+        self.rollbacks += 1
         self._reset_detector()
         self._publish()
         self._try_snapshot(final=True)  # the rolled-back state is the new restart point (else the journal is)
