@@ -392,8 +392,11 @@ class Worker:
         except TRANSIENT as e:
             self._fault("journal", e)
             wait = self._next_backoff("journal")
-            with self._cond:
-                self._cond.wait_for(lambda: self._stopping, timeout=wait)
+            if self._stopping:  # draining: back off too, within the stop's bound
+                time.sleep(max(0.0, min(wait, self._drain_until - time.monotonic())))
+            else:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._stopping, timeout=wait)
         else:
             self._cleared("journal")
 
