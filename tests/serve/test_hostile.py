@@ -163,3 +163,45 @@ def test_unknown_paths_are_counted(http):
     counted = rejected(http, 404)
     assert http.get("/nope").status_code == 404
     assert rejected(http, 404) == counted + 1
+
+
+def test_an_unexpected_exception_is_a_counted_json_503_not_a_500(tmp_path):
+    """The error guard, on a real socket: uvicorn in a thread, around an in-process service whose
+    /state handler hits a bug (here: an injected RuntimeError)."""
+    import threading as th
+    import time as t
+
+    import uvicorn
+
+    from lifelong.serve.app import create_app
+    from lifelong.serve.config import load_serve_config
+    from lifelong.serve.service import Service
+    from tests.serve.conftest import free_port
+
+    cfg = load_serve_config(write_config(tmp_path), env={"LIFELONG_SERVE_TOKEN": TOKEN})
+    svc = Service(cfg, threads=False)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(svc), host="127.0.0.1", port=port, log_level="warning"))
+    runner = th.Thread(target=server.run, daemon=True)
+    runner.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = t.monotonic() + 60
+        while not server.started:
+            assert t.monotonic() < deadline
+            t.sleep(0.05)
+
+        def broken():
+            raise RuntimeError("an injected bug")
+
+        svc.log.count = broken  # GET /state calls it
+        r = httpx.get(url + "/state", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 503, r.text
+        assert r.headers["content-type"].startswith("application/json") and r.headers["retry-after"] == "1"
+        assert "RuntimeError" in r.json()["detail"]
+        m = httpx.get(url + "/metrics").text
+        assert 'lifelong_serve_internal_errors_total{path="/state"} 1' in m
+        assert 'lifelong_serve_requests_rejected_total{status="503"} 1' in m
+    finally:
+        server.should_exit = True
+        runner.join(60)
