@@ -5,8 +5,9 @@ Two tables:
 ``events``
     one row per labelled example: ``seq`` (1, 2, 3, ... in arrival order), an optional client
     ``event_id`` (unique: a retried request returns the original sequence numbers), the input as
-    little-endian float32 bytes, the label, the optional ``prediction_id`` it answers and the
-    arrival time. Rows are never updated or deleted.
+    little-endian float32 bytes, the label, the optional ``prediction_id`` it answers, the
+    arrival time and a CRC-32 of label and input (checked on every read, and for every row under
+    ``--verify``). Rows are never updated or deleted.
 ``journal``
     the learner worker's decisions, written *before* it acts on them (write-ahead), one row per
     step: ``batch`` (apply events ``a..b`` as one ``observe``), ``drift`` (the drift response ran
@@ -39,6 +40,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -59,7 +61,8 @@ CREATE TABLE IF NOT EXISTS events (
     prediction_id TEXT,
     received_at REAL NOT NULL,
     y INTEGER NOT NULL,
-    x BLOB NOT NULL
+    x BLOB NOT NULL,
+    crc INTEGER
 );
 CREATE TABLE IF NOT EXISTS journal (
     step INTEGER PRIMARY KEY,
@@ -69,6 +72,11 @@ CREATE TABLE IF NOT EXISTS journal (
     at REAL NOT NULL
 );
 """
+def row_crc(y: int, x: bytes) -> int:
+    """CRC-32 of one event's label (8 bytes, little endian) and input bytes, stored with the row."""
+    return zlib.crc32(x, zlib.crc32(int(y).to_bytes(8, "little", signed=True)))
+
+
 #: groups larger than this are split over several commits (bounds one transaction's size)
 MAX_GROUP = 4096
 
@@ -187,6 +195,8 @@ class EventLog:
     def _check_meta(self, fingerprint: str, accept_config_change: bool = False) -> None:
         c = self._conn
         c.executescript(SCHEMA)  # idempotent (IF NOT EXISTS)
+        if "crc" not in {r[1] for r in c.execute("PRAGMA table_info(events)")}:  # a log from before row CRCs
+            c.execute("ALTER TABLE events ADD COLUMN crc INTEGER")  # its old rows stay unchecked (NULL)
         c.execute("BEGIN IMMEDIATE")
         try:
             want = {"schema": SCHEMA_VERSION, "input_dim": str(self.input_dim), "n_classes": str(self.n_classes),
@@ -315,8 +325,8 @@ class EventLog:
                     seqs.append(int(row[0]))
                     new.append(False)
                     continue
-            cur = c.execute("INSERT INTO events (event_id, prediction_id, received_at, y, x) VALUES (?, ?, ?, ?, ?)",
-                            (eid, p.prediction_id, now, yi, xb))
+            cur = c.execute("INSERT INTO events (event_id, prediction_id, received_at, y, x, crc) VALUES (?, ?, ?, ?, ?, ?)",
+                            (eid, p.prediction_id, now, yi, xb, row_crc(yi, xb)))
             seqs.append(int(cur.lastrowid))
             new.append(True)
         return AppendResult(seqs, new)
@@ -325,18 +335,20 @@ class EventLog:
     def read_range(self, first: int, last: int) -> tuple[Tensor, Tensor, Tensor, list[float]]:
         """Events with ``first <= seq <= last`` in order: ``(seq (n,), x (n, D) float32, y (n,) int64, received_at)``."""
         with self._read_lock:
-            rows = self._read.execute("SELECT seq, y, x, received_at FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq",
+            rows = self._read.execute("SELECT seq, y, x, received_at, crc FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq",
                                       (first, last)).fetchall()
         return self._decode(rows)
 
     def read_next(self, after: int, limit: int) -> tuple[Tensor, Tensor, Tensor, list[float]]:
         """Up to ``limit`` events with ``seq > after``, in order (same tuple as :meth:`read_range`)."""
         with self._read_lock:
-            rows = self._read.execute("SELECT seq, y, x, received_at FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            rows = self._read.execute("SELECT seq, y, x, received_at, crc FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
                                       (after, limit)).fetchall()
         return self._decode(rows)
 
     def _decode(self, rows: list) -> tuple[Tensor, Tensor, Tensor, list[float]]:
+        for r in rows:
+            self._check_row(r[0], r[1], r[2], r[4])
         n = len(rows)
         seqs = torch.tensor([r[0] for r in rows], dtype=torch.int64)
         y = torch.tensor([r[1] for r in rows], dtype=torch.int64)
@@ -344,6 +356,25 @@ class EventLog:
         x = torch.frombuffer(bytearray(buf), dtype=torch.float32).reshape(n, self.input_dim) if n else \
             torch.zeros(0, self.input_dim)
         return seqs, x, y, [float(r[3]) for r in rows]
+
+    def _check_row(self, seq: int, y: int, x: bytes, crc: int | None) -> None:
+        if crc is not None and row_crc(int(y), bytes(x)) != crc:
+            raise CheckpointError(f"event seq {seq} in {self.path} fails its CRC-32 (damaged on disk); it is not learned. "
+                                  "Restore events.sqlite from a backup (with the snapshots written from it)")
+        if len(x) != 4 * self.input_dim:
+            raise CheckpointError(f"event seq {seq} in {self.path} has {len(x)} input bytes, not {4 * self.input_dim} "
+                                  "(damaged); restore events.sqlite from a backup")
+
+    def check_rows(self, after: int = 0) -> int:
+        """Check the CRC-32 of every event with ``seq > after`` (all of them under ``--verify``;
+        those not yet learned at every start); returns the number of rows checked."""
+        n = 0
+        with self._read_lock:
+            cur = self._read.execute("SELECT seq, y, x, crc FROM events WHERE seq > ? ORDER BY seq", (after,))
+            for seq, y, x, crc in cur:
+                self._check_row(seq, y, x, crc)
+                n += 1
+        return n
 
     def count(self) -> int:
         with self._read_lock:

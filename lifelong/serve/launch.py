@@ -156,6 +156,7 @@ def verify(cfg: ServeConfig, *, accept_config_change: bool = False) -> Verificat
         lock.release()
         raise
     try:
+        log.check_rows()  # every event's CRC-32, beyond SQLite's own integrity_check
         step = log.last_step()
         restored, info = Replayer(cfg, log, store).state_at(step)
         scratch, _ = Replayer(cfg, log, None).state_at(step)

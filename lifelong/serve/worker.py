@@ -264,6 +264,7 @@ class Worker:
         self.learner, self.restored_from = self.replayer.state_at(last)
         self.step = last
         self.cursor = max((e.b for e in self.log.journal() if e.kind in ("batch", "rollback")), default=0)
+        self.log.check_rows(after=self.cursor)  # events still to learn: a damaged one is refused now, not later
         self.snapshot = self.restored_from
         self.frozen = self.log.get_meta("frozen") == "1"  # a freeze outlives a restart
         if self.frozen:

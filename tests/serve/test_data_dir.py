@@ -65,7 +65,7 @@ def assert_refused(code: int | None, err: str, *words: str) -> None:
 
 
 def listing(d: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file() and p.name != "serve.lock"}
 
 
 @pytest.fixture
@@ -180,3 +180,53 @@ def test_threads_are_part_of_the_fingerprint_and_a_change_needs_accepting(tmp_pa
     assert code == 0, err
     code, err = run_cli(cfg, "--verify")  # accepted once: the log now records the new fingerprint
     assert code == 0, err
+
+
+def test_a_damaged_event_row_fails_its_crc(tmp_path):
+    """Bytes changed inside one event's input: SQLite's page checks cannot see it, the row's CRC-32 does."""
+    import struct
+
+    cfg_path = write_config(tmp_path, serve={"snapshot_every": 10_000})
+    cfg = load_serve_config(cfg_path, env={"LIFELONG_SERVE_TOKEN": "t" * 20})
+    svc = Service(cfg, threads=False)
+    svc.start()
+    marker = [1234.5, -77.25, 3.0, 9.5, 1.0, 2.0, 3.0, 4.0]
+    for i in range(10):
+        svc.feedback(parse_feedback({"inputs": [marker if i == 5 else [float(i)] * 8], "labels": [i % 4]}, cfg))
+    assert svc.worker.wait_published(10, timeout=60)
+    svc.stop(snapshot=False)
+    shutil.rmtree(tmp_path / "data" / "snapshots")  # no snapshot: a start replays every row
+    path = tmp_path / "data" / "events.sqlite"
+    raw = bytearray(path.read_bytes())
+    at = raw.find(struct.pack("<8f", *marker))
+    assert at > 0
+    raw[at + 1] ^= 0x40  # 1234.5 becomes another finite float
+    path.write_bytes(bytes(raw))
+    code, err = run_cli(cfg_path, "--verify")
+    assert_refused(code, err, "event seq 6", "CRC-32")
+    code, err = run_cli(cfg_path)
+    assert_refused(code, err, "event seq 6", "CRC-32")
+
+
+def test_a_damaged_row_not_yet_learned_is_refused_at_start(tmp_path):
+    """Logged but never journaled (the worker had not reached it): found at start, not while serving."""
+    import struct
+
+    import numpy as np
+
+    from lifelong.serve.eventlog import EventLog
+
+    cfg_path = write_config(tmp_path)
+    cfg = load_serve_config(cfg_path, env={"LIFELONG_SERVE_TOKEN": "t" * 20})
+    path = tmp_path / "data" / "events.sqlite"
+    log = EventLog(path, input_dim=8, n_classes=4, fingerprint=cfg.fingerprint())
+    marker = np.array([[1234.5, -77.25, 3.0, 9.5, 1.0, 2.0, 3.0, 4.0]], np.float32)
+    log.append(np.zeros((3, 8), np.float32), np.array([0, 1, 2]))
+    log.append(marker, np.array([3]))
+    log.close()
+    raw = bytearray(path.read_bytes())
+    at = raw.find(struct.pack("<8f", *marker[0]))
+    raw[at + 1] ^= 0x40
+    path.write_bytes(bytes(raw))
+    code, err = run_cli(cfg_path)
+    assert_refused(code, err, "event seq 4", "CRC-32")
