@@ -36,6 +36,9 @@ def serve(
     verify_: Annotated[bool, typer.Option("--verify", help="check that replaying the log from scratch gives the restored state")] = False,
     host: Annotated[Optional[str], typer.Option(help="override serve.host from the config")] = None,
     port: Annotated[Optional[int], typer.Option(help="override serve.port from the config")] = None,
+    accept_config_change: Annotated[bool, typer.Option(
+        "--accept-config-change", help="accept a learner/model/threads change for an existing data_dir "
+                                       "(the learner is replayed from the log under the new config)")] = False,
 ) -> None:
     """Serve a learner over HTTP that learns from feedback while it serves (or --replay a stream)."""
     cfg = load_serve_config(config)
@@ -43,16 +46,16 @@ def serve(
         cfg = dataclasses.replace(cfg, host=host or cfg.host, port=cfg.port if port is None else port)
     setup_logging()
     if verify_:
-        v = verify(cfg)
+        v = verify(cfg, accept_config_change=accept_config_change)
         typer.echo(f"journal step {v.step}: restored from {v.source} {v.restored[:16]}, replayed from scratch {v.scratch[:16]}")
         if not v.identical:
             raise LifelongError("the restored state differs from a replay from scratch; keep this data directory for a bug report")
         typer.echo("ok: identical")
         return
     if replay is not None:
-        typer.echo(json.dumps(replay_file(cfg, replay, curve=curve), indent=2))
+        typer.echo(json.dumps(replay_file(cfg, replay, curve=curve, accept_config_change=accept_config_change), indent=2))
         return
-    serve_http(cfg)
+    serve_http(cfg, accept_config_change=accept_config_change)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -64,9 +64,9 @@ from lifelong.experiments.config import (
 from lifelong.experiments.runner import build_learner as build_run_learner
 from lifelong.learn.base import Learner
 from lifelong.options import check_value
+from lifelong.serve.tokens import MIN_TOKEN_LEN, Tokens, check_token
 
 TOKEN_ENV = "LIFELONG_SERVE_TOKEN"
-MIN_TOKEN_LEN = 16
 
 #: [serve] keys: (type, default, lower bound for numbers).
 SERVE_KEYS: dict[str, tuple[type, Any, float | None]] = {
@@ -74,6 +74,7 @@ SERVE_KEYS: dict[str, tuple[type, Any, float | None]] = {
     "port": (int, 8080, 0),
     "data_dir": (str, "serve-data", None),
     "token": (str, None, None),
+    "token_file": (str, None, None),  # scoped tokens, one `<scopes> <token>` a line; re-read on change
     "protect_predict": (bool, False, None),
     "batch_size": (int, 32, 1),
     "snapshot_every": (int, 1000, 1),
@@ -86,6 +87,13 @@ SERVE_KEYS: dict[str, tuple[type, Any, float | None]] = {
     "drift_delta": (float, 0.002, 0),  # ADWIN's confidence parameter; 0 turns the detector off
     "prediction_cache": (int, 10_000, 0),  # earlier predictions kept for `prediction_id`
     "access_log": (bool, False, None),
+    "stop_timeout": (float, 30.0, 1),
+    "max_connections": (int, 256, 1),  # open client connections; more are answered 503 and closed
+    "header_timeout": (float, 10.0, 0.1),  # seconds to deliver a request head (also the keep-alive idle limit)
+    "body_timeout": (float, 30.0, 0.1),  # longest pause while a request body is received
+    "max_pending": (int, 20_000, 1),  # logged events not yet learned; past it /feedback answers 429
+    "max_inflight_bytes": (int, 64_000_000, 1024),  # request body bytes held at once; past it 503
+    "flip_sample": (int, 128, 0),  # recent feedback rows scoring each publish's negative flip rate; 0: off  # seconds a SIGTERM/SIGINT stop may take: drain requests, apply, snapshot
 }
 TOP_LEVEL = ("seed", "plugins", "learner", "model", "train", "serve")
 #: without a [learner] table: the complementary learner, a slow network with reservoir replay plus
@@ -108,6 +116,7 @@ class ServeConfig:
     port: int = 8080
     data_dir: Path = Path("serve-data")
     token: str | None = field(default=None, repr=False)
+    token_file: Path | None = None
     protect_predict: bool = False
     batch_size: int = 32
     snapshot_every: int = 1000
@@ -120,27 +129,41 @@ class ServeConfig:
     drift_delta: float = 0.002
     prediction_cache: int = 10_000
     access_log: bool = False
+    stop_timeout: float = 30.0
+    max_connections: int = 256
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_pending: int = 20_000
+    max_inflight_bytes: int = 64_000_000
+    flip_sample: int = 128
 
     @property
     def input_dim(self) -> int:
         return math.prod(self.input_shape)
 
     def fingerprint(self) -> str:
-        """SHA-256 of what determines the learner's state given the log: learner, model, shapes and
-        seed. The batch size is not part of it (the worker journals every batch's boundaries)."""
+        """SHA-256 of what determines the learner's state given the log: learner, model, shapes,
+        seed and torch's thread count (a different intra-op thread count can change the floating
+        point sums). The batch size is not part of it (the worker journals every batch's
+        boundaries), nor is any setting that only changes timing, limits or access.
+
+        ``threads = 1`` (the default) adds nothing, so data directories written before threads
+        counted keep their fingerprint; any other value is part of it."""
         # lr and momentum count as the learner's (they are its hyper-parameters, set in [train])
         what = {"learner": {**self.learner, **self.train}, "model": self.model, "input_shape": list(self.input_shape),
                 "n_classes": self.n_classes, "seed": self.seed}
+        if self.threads != 1:
+            what["threads"] = self.threads
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
-    def require_token(self) -> str:
-        """The bearer token, or :class:`ConfigError` if none (or a too short one) is configured."""
-        if not self.token:
+    def require_token(self) -> Tokens:
+        """The tokens in force, or :class:`ConfigError` if none (or a bad one) is configured."""
+        if not self.token and self.token_file is None:
             raise ConfigError(
-                f"no API token configured; set the {TOKEN_ENV} environment variable (or `token` in [serve]) "
-                f"to a secret of at least {MIN_TOKEN_LEN} characters"
+                f"no API token configured; set the {TOKEN_ENV} environment variable (or `token` or `token_file` "
+                f"in [serve]) to a secret of at least {MIN_TOKEN_LEN} characters"
             )
-        return self.token
+        return Tokens(self.token, self.token_file)
 
 
 def _typed(section: str, key: str, value: Any, kind: type, low: float | None) -> Any:
@@ -196,12 +219,14 @@ def config_from_dict(data: dict[str, Any], *, base_dir: Path | None = None, env:
         raise ConfigError(f"[serve] port must be in 0..65535, got {values['port']}")
     if env.get(TOKEN_ENV):
         values["token"] = env[TOKEN_ENV]
-    if values["token"] is not None and len(values["token"]) < MIN_TOKEN_LEN:
-        raise ConfigError(f"the API token must have at least {MIN_TOKEN_LEN} characters; generate one with "
-                          "`python -c \"import secrets; print(secrets.token_urlsafe(32))\"`")
+    if values["token"] is not None:
+        check_token(values["token"], where="the API token")
     data_dir = Path(values.pop("data_dir"))
     if base_dir is not None and not data_dir.is_absolute():
         data_dir = base_dir / data_dir
+    if values["token_file"] is not None:
+        token_file = Path(values["token_file"])
+        values["token_file"] = base_dir / token_file if base_dir is not None and not token_file.is_absolute() else token_file
     return ServeConfig(learner=learner, model=model, train=train, plugins=plugins, input_shape=tuple(shape),
                        n_classes=n_classes, seed=seed, data_dir=data_dir, **values)
 

@@ -5,8 +5,9 @@ Two tables:
 ``events``
     one row per labelled example: ``seq`` (1, 2, 3, ... in arrival order), an optional client
     ``event_id`` (unique: a retried request returns the original sequence numbers), the input as
-    little-endian float32 bytes, the label, the optional ``prediction_id`` it answers and the
-    arrival time. Rows are never updated or deleted.
+    little-endian float32 bytes, the label, the optional ``prediction_id`` it answers, the
+    arrival time and a CRC-32 of label and input (checked on every read, and for every row under
+    ``--verify``). Rows are never updated or deleted.
 ``journal``
     the learner worker's decisions, written *before* it acts on them (write-ahead), one row per
     step: ``batch`` (apply events ``a..b`` as one ``observe``), ``drift`` (the drift response ran
@@ -38,6 +39,8 @@ import queue
 import sqlite3
 import threading
 import time
+import uuid
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -58,7 +61,8 @@ CREATE TABLE IF NOT EXISTS events (
     prediction_id TEXT,
     received_at REAL NOT NULL,
     y INTEGER NOT NULL,
-    x BLOB NOT NULL
+    x BLOB NOT NULL,
+    crc INTEGER
 );
 CREATE TABLE IF NOT EXISTS journal (
     step INTEGER PRIMARY KEY,
@@ -68,6 +72,11 @@ CREATE TABLE IF NOT EXISTS journal (
     at REAL NOT NULL
 );
 """
+def row_crc(y: int, x: bytes) -> int:
+    """CRC-32 of one event's label (8 bytes, little endian) and input bytes, stored with the row."""
+    return zlib.crc32(x, zlib.crc32(int(y).to_bytes(8, "little", signed=True)))
+
+
 #: groups larger than this are split over several commits (bounds one transaction's size)
 MAX_GROUP = 4096
 
@@ -99,6 +108,16 @@ class _Pending:
     future: Future
 
 
+def describe_sqlite_error(path: Path, e: BaseException) -> str:
+    """One line saying why the event log at ``path`` cannot be used, and what to do."""
+    text = str(e)
+    if "readonly" in text or "unable to open" in text or "read-only" in text:
+        return (f"cannot write the event log {path} ({text}); the data directory must be on a writable file system "
+                "with write permission for this user")
+    return (f"{path} is not a readable event log ({text}); restore it from a backup (with the snapshots written "
+            "from it), or move the data directory aside to start a new one")
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -125,41 +144,86 @@ class EventLog:
     """
 
     def __init__(self, path: str | Path, *, input_dim: int, n_classes: int, fingerprint: str,
-                 on_commit: Callable[[int], None] | None = None) -> None:
+                 on_commit: Callable[[int], None] | None = None, check: str = "quick",
+                 accept_config_change: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.input_dim, self.n_classes = int(input_dim), int(n_classes)
         self.on_commit = on_commit
-        self._conn = _connect(self.path)  # the writer thread's; also used for setup here
+        self.fingerprint_changed_from: str | None = None
+        self.queued_rows = 0  # rows submitted, not yet committed
+        self._queued_lock = threading.Lock()
+        self.append_errors = 0  # group commits that failed (each request in it got an error)
+        self.append_fault: str | None = None  # the last commit's error, until a commit succeeds
+        self._conn = self._read = None
         self._read_lock = threading.Lock()
-        self._read = _connect(self.path)  # reads and journal writes from the worker / admin
-        self._check_meta(fingerprint)
-        self.last_seq = int(self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+        try:
+            self._conn = _connect(self.path)  # the writer thread's; also used for setup here
+            self._read = _connect(self.path)  # reads and journal writes from the worker / admin
+            self.check_integrity(check)
+            self._check_meta(fingerprint, accept_config_change)
+            self.last_seq = int(self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+        except sqlite3.DatabaseError as e:
+            self._close_connections()
+            raise CheckpointError(describe_sqlite_error(self.path, e)) from None
+        except BaseException:
+            self._close_connections()
+            raise
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._closed = False
         self._writer = threading.Thread(target=self._writer_loop, name="eventlog-writer", daemon=True)
         self._writer.start()
 
+    def _close_connections(self) -> None:
+        for conn in (self._conn, self._read):
+            if conn is not None:
+                conn.close()
+
     # -- setup -------------------------------------------------------------------------------------
-    def _check_meta(self, fingerprint: str) -> None:
+    def check_integrity(self, level: str = "quick") -> None:
+        """``PRAGMA quick_check`` (``level="quick"``, every start) or ``integrity_check`` (``"full"``,
+        under ``--verify``); a damaged database raises :class:`CheckpointError`. ``"none"`` skips it."""
+        if level == "none":
+            return
+        pragma = {"quick": "quick_check", "full": "integrity_check"}[level]
+        rows = [str(r[0]) for r in self._conn.execute(f"PRAGMA {pragma}(20)").fetchall()]
+        if rows != ["ok"]:
+            raise CheckpointError(
+                f"{self.path} is damaged (PRAGMA {pragma}: {'; '.join(rows[:3])}); it is not served. Restore "
+                "events.sqlite from a backup (with the snapshots written from it), or move the data directory aside")
+
+    def _check_meta(self, fingerprint: str, accept_config_change: bool = False) -> None:
         c = self._conn
         c.executescript(SCHEMA)  # idempotent (IF NOT EXISTS)
+        if "crc" not in {r[1] for r in c.execute("PRAGMA table_info(events)")}:  # a log from before row CRCs
+            c.execute("ALTER TABLE events ADD COLUMN crc INTEGER")  # its old rows stay unchecked (NULL)
         c.execute("BEGIN IMMEDIATE")
         try:
             want = {"schema": SCHEMA_VERSION, "input_dim": str(self.input_dim), "n_classes": str(self.n_classes),
                     "fingerprint": fingerprint}
             have = dict(c.execute("SELECT key, value FROM meta").fetchall())
+            diff = [k for k in want if have.get(k) != want[k]] if have else []
             if not have:
                 c.executemany("INSERT INTO meta VALUES (?, ?)", sorted(want.items()))
+            if "log_id" not in have:  # a new log, or one written before logs had an identity
+                have["log_id"] = uuid.uuid4().hex
+                c.execute("INSERT INTO meta VALUES ('log_id', ?)", (have["log_id"],))
+            if diff == ["fingerprint"] and accept_config_change:
+                self.fingerprint_changed_from = have["fingerprint"]
+                c.execute("UPDATE meta SET value = ? WHERE key = 'fingerprint'", (fingerprint,))
+                c.execute("INSERT OR REPLACE INTO meta VALUES ('config_changed_at', ?)", (repr(time.time()),))
+                diff = []
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
             raise
-        if have and have != want:
-            diff = [k for k in want if have.get(k) != want[k]]
+        self.log_id = have["log_id"]
+        if diff:
+            hint = ("; if the change is intended, start once with --accept-config-change (the learner is then "
+                    "replayed from the log under the new configuration)") if diff == ["fingerprint"] else ""
             raise ConfigError(
                 f"{self.path} was written for a different configuration (differs in: {', '.join(diff)}); "
-                "point [serve] data_dir at a new directory, or restore the config that wrote this log"
+                f"point [serve] data_dir at a new directory, or restore the config that wrote this log{hint}"
             )
 
     # -- appending (any thread) --------------------------------------------------------------------
@@ -176,6 +240,8 @@ class EventLog:
         x = np.ascontiguousarray(x, dtype="<f4").reshape(len(y), self.input_dim)
         ids = list(event_ids) if event_ids is not None else [None] * len(y)
         fut: Future = Future()
+        with self._queued_lock:
+            self.queued_rows += len(y)
         self._queue.put(_Pending(x, np.asarray(y, dtype=np.int64), ids, prediction_id, fut))
         return fut
 
@@ -211,21 +277,31 @@ class EventLog:
                     try:
                         results.append(self._insert(c, p, now))
                         c.execute("RELEASE req")
-                    except EventConflict as e:
+                    except (EventConflict, sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
+                            ValueError) as e:
+                        # this request alone is refused: the others in the group still commit
                         c.execute("ROLLBACK TO req")
                         c.execute("RELEASE req")
-                        results.append(e)
+                        results.append(e if isinstance(e, EventConflict) else
+                                       DataError(f"the event log refused this request: {e}"))
                 c.execute("COMMIT")  # synchronous=FULL: durable when this returns
             except BaseException as e:  # disk full, I/O error: nothing of this group is acknowledged
                 try:
                     c.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
+                self.append_errors += 1
+                self.append_fault = f"{type(e).__name__}: {e}"
+                with self._queued_lock:
+                    self.queued_rows -= rows
                 for p in group:
                     p.future.set_exception(CheckpointError(f"could not write the event log {self.path}: {e}"))
                 continue
+            self.append_fault = None
             last = max([self.last_seq] + [max(r.seqs) for r in results if isinstance(r, AppendResult) and r.seqs])
             self.last_seq = last
+            with self._queued_lock:
+                self.queued_rows -= rows
             if self.on_commit is not None:
                 self.on_commit(last)
             for p, r in zip(group, results):
@@ -249,8 +325,8 @@ class EventLog:
                     seqs.append(int(row[0]))
                     new.append(False)
                     continue
-            cur = c.execute("INSERT INTO events (event_id, prediction_id, received_at, y, x) VALUES (?, ?, ?, ?, ?)",
-                            (eid, p.prediction_id, now, yi, xb))
+            cur = c.execute("INSERT INTO events (event_id, prediction_id, received_at, y, x, crc) VALUES (?, ?, ?, ?, ?, ?)",
+                            (eid, p.prediction_id, now, yi, xb, row_crc(yi, xb)))
             seqs.append(int(cur.lastrowid))
             new.append(True)
         return AppendResult(seqs, new)
@@ -259,18 +335,20 @@ class EventLog:
     def read_range(self, first: int, last: int) -> tuple[Tensor, Tensor, Tensor, list[float]]:
         """Events with ``first <= seq <= last`` in order: ``(seq (n,), x (n, D) float32, y (n,) int64, received_at)``."""
         with self._read_lock:
-            rows = self._read.execute("SELECT seq, y, x, received_at FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq",
+            rows = self._read.execute("SELECT seq, y, x, received_at, crc FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq",
                                       (first, last)).fetchall()
         return self._decode(rows)
 
     def read_next(self, after: int, limit: int) -> tuple[Tensor, Tensor, Tensor, list[float]]:
         """Up to ``limit`` events with ``seq > after``, in order (same tuple as :meth:`read_range`)."""
         with self._read_lock:
-            rows = self._read.execute("SELECT seq, y, x, received_at FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            rows = self._read.execute("SELECT seq, y, x, received_at, crc FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
                                       (after, limit)).fetchall()
         return self._decode(rows)
 
     def _decode(self, rows: list) -> tuple[Tensor, Tensor, Tensor, list[float]]:
+        for r in rows:
+            self._check_row(r[0], r[1], r[2], r[4])
         n = len(rows)
         seqs = torch.tensor([r[0] for r in rows], dtype=torch.int64)
         y = torch.tensor([r[1] for r in rows], dtype=torch.int64)
@@ -278,6 +356,25 @@ class EventLog:
         x = torch.frombuffer(bytearray(buf), dtype=torch.float32).reshape(n, self.input_dim) if n else \
             torch.zeros(0, self.input_dim)
         return seqs, x, y, [float(r[3]) for r in rows]
+
+    def _check_row(self, seq: int, y: int, x: bytes, crc: int | None) -> None:
+        if crc is not None and row_crc(int(y), bytes(x)) != crc:
+            raise CheckpointError(f"event seq {seq} in {self.path} fails its CRC-32 (damaged on disk); it is not learned. "
+                                  "Restore events.sqlite from a backup (with the snapshots written from it)")
+        if len(x) != 4 * self.input_dim:
+            raise CheckpointError(f"event seq {seq} in {self.path} has {len(x)} input bytes, not {4 * self.input_dim} "
+                                  "(damaged); restore events.sqlite from a backup")
+
+    def check_rows(self, after: int = 0) -> int:
+        """Check the CRC-32 of every event with ``seq > after`` (all of them under ``--verify``;
+        those not yet learned at every start); returns the number of rows checked."""
+        n = 0
+        with self._read_lock:
+            cur = self._read.execute("SELECT seq, y, x, crc FROM events WHERE seq > ? ORDER BY seq", (after,))
+            for seq, y, x, crc in cur:
+                self._check_row(seq, y, x, crc)
+                n += 1
+        return n
 
     def count(self) -> int:
         with self._read_lock:
@@ -301,6 +398,16 @@ class EventLog:
             rows = self._read.execute("SELECT step, kind, a, b FROM journal WHERE step > ? AND step <= ? ORDER BY step",
                                       (after, hi)).fetchall()
         return [JournalEntry(int(s), k, a, b) for s, k, a, b in rows]
+
+    def get_meta(self, key: str) -> str | None:
+        with self._read_lock:
+            row = self._read.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Durably set an operator setting (such as ``frozen``) kept with the log."""
+        with self._read_lock:
+            self._read.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def last_step(self) -> int:
         with self._read_lock:

@@ -12,18 +12,21 @@ FastAPI and uvicorn (the ``serve`` extra) are needed by :func:`serve_http` only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lifelong.errors import ConfigError
 from lifelong.serve.config import ServeConfig
-from lifelong.serve.eventlog import EventLog
-from lifelong.serve.service import Service, load_replay, replay
-from lifelong.serve.snapshots import SnapshotStore
+from lifelong.serve.guard import guarded_protocol
+from lifelong.serve.lock import DataDirLock
+from lifelong.serve.service import Service, load_replay, open_data_dir, replay, set_threads
 from lifelong.serve.worker import Replayer, state_digest
 
 try:  # the HTTP app needs the optional serve extra; replay and verify do not
@@ -40,7 +43,7 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def serve_http(cfg: ServeConfig) -> None:
+def serve_http(cfg: ServeConfig, *, accept_config_change: bool = False) -> None:
     """Restore the learner, then serve the HTTP API on ``cfg.host:cfg.port`` until interrupted.
 
     Raises
@@ -61,24 +64,58 @@ def serve_http(cfg: ServeConfig) -> None:
     # The worker thread and the event loop share the GIL; a 1 ms switch interval (default 5 ms)
     # bounds how long a request waits for it while the worker runs Python between torch ops.
     sys.setswitchinterval(0.001)
-    service = Service(cfg)
+    service = Service(cfg, accept_config_change=accept_config_change)
     service.start()  # restore before the port opens: the first request already sees the restored model
     try:
         app = create_app(service, manage=False)
-        uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info", access_log=cfg.access_log,
-                    timeout_graceful_shutdown=10)
+        from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+        http = guarded_protocol(AutoHTTPProtocol, max_connections=cfg.max_connections,
+                                header_timeout=cfg.header_timeout, body_timeout=cfg.body_timeout)
+        config = uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="info", access_log=cfg.access_log,
+                                http=http, limit_concurrency=cfg.max_connections + 1,
+                                timeout_keep_alive=max(1, round(cfg.header_timeout)),
+                                timeout_graceful_shutdown=max(1, round(cfg.stop_timeout / 2)))
+        run_until_signal(config)
     finally:
-        service.stop()
+        # SIGTERM and SIGINT end up here alike: uvicorn has drained in-flight requests; the worker
+        # now applies what is committed, writes a final snapshot, and the log is closed
+        service.stop(drain=cfg.stop_timeout / 2)
 
 
-def replay_file(cfg: ServeConfig, path: Path, *, curve: Path | None = None) -> dict[str, Any]:
+def run_until_signal(config) -> None:
+    """Run uvicorn's server until SIGTERM or SIGINT, which only ask it to shut down gracefully.
+
+    Plain ``uvicorn.run`` re-raises a captured signal once it has shut down, which kills the
+    process before the service's own shutdown (final snapshot, closing the log) can run.
+    """
+    import uvicorn
+
+    class CleanStopServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    CleanStopServer(config).run()
+
+
+def replay_file(cfg: ServeConfig, path: Path, *, curve: Path | None = None,
+                accept_config_change: bool = False) -> dict[str, Any]:
     """Apply every ``/feedback`` body of a JSONL file in order; returns the replay's summary.
 
     The whole file is validated before anything is logged.
     """
     feedbacks = load_replay(path, cfg)
     # the replay waits for each body to be applied: no point lingering for a fuller batch
-    service = Service(dataclasses.replace(cfg, linger_ms=0.0))
+    service = Service(dataclasses.replace(cfg, linger_ms=0.0), accept_config_change=accept_config_change)
     service.start()
     try:
         return replay(service, feedbacks, curve=curve)
@@ -100,8 +137,9 @@ class Verification:
         return self.restored == self.scratch
 
 
-def verify(cfg: ServeConfig) -> Verification:
-    """Restore the state at the journal's last step (from snapshots) and replay it from scratch.
+def verify(cfg: ServeConfig, *, accept_config_change: bool = False) -> Verification:
+    """Restore the state at the journal's last step (from snapshots) and replay it from scratch,
+    after a full ``PRAGMA integrity_check`` of the log.
 
     Raises
     ------
@@ -110,15 +148,21 @@ def verify(cfg: ServeConfig) -> Verification:
     """
     if not (cfg.data_dir / "events.sqlite").is_file():
         raise ConfigError(f"{cfg.data_dir} holds no event log; nothing to verify")
-    log = EventLog(cfg.data_dir / "events.sqlite", input_dim=cfg.input_dim, n_classes=cfg.n_classes,
-                   fingerprint=cfg.fingerprint())
+    set_threads(cfg)  # the configured arithmetic, whatever this machine's default thread count
+    lock = DataDirLock(cfg.data_dir)
     try:
-        store = SnapshotStore(cfg.data_dir / "snapshots", fingerprint=cfg.fingerprint(), keep=cfg.keep_snapshots)
+        log, store = open_data_dir(cfg, check="full", accept_config_change=accept_config_change)
+    except BaseException:
+        lock.release()
+        raise
+    try:
+        log.check_rows()  # every event's CRC-32, beyond SQLite's own integrity_check
         step = log.last_step()
         restored, info = Replayer(cfg, log, store).state_at(step)
         scratch, _ = Replayer(cfg, log, None).state_at(step)
     finally:
         log.close()
+        lock.release()
     return Verification(step, info.path.name if info else "scratch",
                         state_digest(restored.state_dict()), state_digest(scratch.state_dict()))
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 import uuid
@@ -33,9 +34,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from lifelong.errors import DataError
+from lifelong.errors import CheckpointError, DataError
 from lifelong.serve.config import ServeConfig
-from lifelong.serve.eventlog import AppendResult, EventConflict, EventLog
+from lifelong.serve.eventlog import AppendResult, EventConflict, EventLog, describe_sqlite_error
+from lifelong.serve.guard import COUNTS as CONNECTIONS
+from lifelong.serve.lock import DataDirLock
 from lifelong.serve.metrics import Registry
 from lifelong.serve.snapshots import SnapshotStore
 from lifelong.serve.validation import Feedback, RequestError, parse_feedback, parse_json
@@ -57,18 +60,24 @@ class Service:
         does, tests and notebooks need not).
     """
 
-    def __init__(self, cfg: ServeConfig, *, threads: bool = True) -> None:
+    def __init__(self, cfg: ServeConfig, *, threads: bool = True, check: str = "quick",
+                 accept_config_change: bool = False) -> None:
         self.cfg = cfg
-        if threads and cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        if threads:
+            set_threads(cfg)
+        try:
+            cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CheckpointError(f"cannot create the data directory {cfg.data_dir}: {e}") from None
         build_learner(cfg)  # fail fast on a bad learner/model config, before any file is written
         self.metrics = Registry()
         m = self.metrics
         self.received = m.counter("lifelong_serve_events_received_total", "feedback events newly logged by this process")
         self.duplicates = m.counter("lifelong_serve_events_duplicate_total", "feedback events re-sent with a logged event_id")
         self.applied = m.counter("lifelong_serve_events_applied_total", "events applied by the learner worker in this process")
-        self.rejected = m.counter("lifelong_serve_requests_rejected_total", "requests refused with a 4xx, by status")
+        self.rejected = m.counter("lifelong_serve_requests_rejected_total", "requests refused with a 4xx or 503, by status")
+        self.internal_errors = m.counter("lifelong_serve_internal_errors_total",
+                                         "requests that failed unexpectedly and were answered 503, by path")
         self.predictions = m.counter("lifelong_serve_predictions_total", "rows predicted")
         self.drift_alarms = m.counter("lifelong_serve_drift_alarms_total", "drift alarms raised by the ADWIN detector")
         self.predict_latency = m.histogram("lifelong_serve_predict_latency_seconds", "time to answer /predict (server side)")
@@ -85,14 +94,43 @@ class Service:
         m.gauge("lifelong_serve_last_snapshot_seq", "sequence number of the newest snapshot",
                 lambda: self.worker.snapshot.seq if self.worker.snapshot else 0)
         m.gauge("lifelong_serve_worker_up", "1 while the learner worker runs", lambda: float(self.worker.running))
+        m.gauge("lifelong_serve_connections_refused", "connections closed at once: over [serve] max_connections",
+                lambda: CONNECTIONS["refused"])
+        m.gauge("lifelong_serve_connections_timed_out", "connections closed for a slow request head or a stalled body",
+                lambda: CONNECTIONS["header_timeout"] + CONNECTIONS["body_timeout"])
+        self.io_errors = m.counter("lifelong_serve_io_errors_total",
+                                   "transient I/O errors in journal and snapshot writes (retried with backoff), by op")
+        m.gauge("lifelong_serve_append_errors", "event-log group commits that failed (their requests got 503)",
+                lambda: self.log.append_errors)
+        m.gauge("lifelong_serve_io_faults", "kinds of writes failing right now (journal, snapshot, append); 0 when healthy",
+                lambda: len(self.faults()))
 
         self.published = PublishedModel(lambda: build_learner(cfg))
         self.worker: Worker = None  # type: ignore[assignment]  # set below; the log needs its notify
-        self.log = EventLog(cfg.data_dir / "events.sqlite", input_dim=cfg.input_dim, n_classes=cfg.n_classes,
-                            fingerprint=cfg.fingerprint(), on_commit=lambda s: self.worker.notify(s))
-        self.store = SnapshotStore(cfg.data_dir / "snapshots", fingerprint=cfg.fingerprint(), keep=cfg.keep_snapshots)
+        self.lock = DataDirLock(cfg.data_dir)  # one writer: a second process is refused here
+        try:
+            self.log, self.store = open_data_dir(cfg, on_commit=lambda s: self.worker.notify(s), check=check,
+                                                 accept_config_change=accept_config_change)
+        except BaseException:
+            self.lock.release()
+            raise
         self.worker = Worker(cfg, self.log, self.store, self.published, on_applied=self._on_applied,
-                             on_drift=lambda seq: self.drift_alarms.inc())
+                             on_drift=self._on_drift)
+        self.worker.on_io_error = lambda op: self.io_errors.inc(op=op)
+        self.worker.on_publish = self._score_publish
+        self._history: deque[tuple[float, float | None, int]] = deque(maxlen=3600)  # (time, accuracy, applied)
+        self._drift_times: deque[tuple[float, int]] = deque(maxlen=100)
+        self._recent: deque[tuple[np.ndarray, int]] = deque(maxlen=cfg.flip_sample)  # for the flip rate
+        self._flip_x: torch.Tensor | None = None
+        self._flip_y: torch.Tensor | None = None
+        self._flip_prev: torch.Tensor | None = None  # was the previous published model right, per sample row
+        self._flip_refresh_at = 0.0
+        self.flip_rate = float("nan")
+        m.gauge("lifelong_serve_negative_flip_rate",
+                "at the last publish: share of recent feedback rows the previous published model got right and the "
+                "new one gets wrong", lambda: self.flip_rate)
+        m.gauge("lifelong_serve_frozen", "1 while learning is frozen (POST /freeze); serving goes on",
+                lambda: float(self.worker.frozen))
         self._online: deque[int] = deque(maxlen=cfg.accuracy_window)
         self._online_lock = threading.Lock()
         self._pred_cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -103,17 +141,34 @@ class Service:
     def start(self) -> None:
         """Restore the learner (newest valid snapshot + journal replay) and start the worker."""
         t0 = time.perf_counter()
-        self.worker.start()
+        try:
+            self.worker.start()
+        except BaseException as e:
+            self.log.close()
+            self.lock.release()
+            if isinstance(e, (OSError, sqlite3.Error)):
+                why = describe_sqlite_error(self.log.path, e) if isinstance(e, sqlite3.Error) else e
+                raise CheckpointError(f"cannot restore the learner from {self.cfg.data_dir}: {why}") from None
+            raise
         src = self.worker.restored_from
         log.info("restored learner at seq %d from %s in %.2fs", self.worker.cursor,
                  f"snapshot {src.path.name}" if src else "scratch", time.perf_counter() - t0)
         self.started = True
 
-    def stop(self, *, snapshot: bool = True) -> None:
-        """Stop the worker (writing a final snapshot), then close the log. Idempotent."""
+    def stop(self, *, snapshot: bool = True, drain: float = 0.0) -> None:
+        """Stop the worker (applying committed events for up to ``drain`` seconds, then writing a
+        final snapshot), close the log, release the data directory. Idempotent."""
         if self.started:
-            self.worker.stop(snapshot=snapshot)
+            if not self.worker.stop(snapshot=snapshot, drain=drain):
+                log.warning("the learner worker did not stop in time; what it had not applied is applied after "
+                            "the next start")
+            snap = self.worker.snapshot
+            log.info("stopped: applied seq %d of %d logged; last snapshot %s", self.worker.cursor, self.log.last_seq,
+                     snap.path.name if snap else "none")
         self.log.close()
+        self.lock.release()
+        if self.started:
+            log.info("event log closed")
         self.started = False
 
     # -- predict ---------------------------------------------------------------------------------
@@ -173,7 +228,11 @@ class Service:
             with self._online_lock:
                 self._online.extend(correct)
             seqs = torch.tensor(res.seqs, dtype=torch.int64)[new]
-            self.published.fast_update(seqs, to_batch(self.cfg, x, y))
+            if not self.worker.frozen:  # frozen: the served model does not change, not even its memory
+                self.published.fast_update(seqs, to_batch(self.cfg, x, y))
+            if self.cfg.flip_sample:
+                with self._online_lock:
+                    self._recent.extend(zip(x.numpy(), y.tolist()))
         self.received.inc(n_new)
         self.duplicates.inc(len(res.seqs) - n_new)
         return {"seqs": res.seqs, "duplicates": len(res.seqs) - n_new, "published_seq": self.published.seq,
@@ -193,15 +252,77 @@ class Service:
         with self._online_lock:
             return sum(self._online) / len(self._online) if self._online else float("nan")
 
+    def _score_publish(self, published: PublishedModel) -> None:
+        """The negative flip rate of the newly published model against the previous one (worker thread).
+
+        The sample (the last ``flip_sample`` feedback rows) is refreshed at most once a second;
+        between refreshes the previous model's correctness from the last publish is reused, so
+        each publish costs one forward pass over the sample."""
+        if not self.cfg.flip_sample:
+            return
+        now = time.monotonic()
+        prev = self._flip_prev
+        if self._flip_x is None or now >= self._flip_refresh_at:
+            with self._online_lock:
+                rows = list(self._recent)
+            if len(rows) < 8:
+                return
+            self._flip_x = torch.from_numpy(np.stack([r[0] for r in rows])).reshape(len(rows), *self.cfg.input_shape)
+            self._flip_y = torch.tensor([r[1] for r in rows])
+            self._flip_refresh_at = now + 1.0
+            old = published._spare  # the model served until this publish; only the worker touches it
+            prev = None if old is None else old.predict(self._flip_x).argmax(1) == self._flip_y
+        new_right = published.predict(self._flip_x)[0].argmax(1) == self._flip_y
+        if prev is not None:
+            self.flip_rate = float((prev & ~new_right).float().mean())
+        self._flip_prev = new_right
+
     def _on_applied(self, n: int, lags: list[float]) -> None:
         self.applied.inc(n)
         for lag in lags:
             self.apply_lag.observe(max(0.0, lag))
+        now = time.time()
+        if not self._history or now - self._history[-1][0] >= 1.0:  # the dashboard's series: one point a second
+            acc = self.online_accuracy()
+            self._history.append((now, None if acc != acc else acc, self.worker.cursor))
+
+    def _on_drift(self, seq: int) -> None:
+        self.drift_alarms.inc()
+        self._drift_times.append((time.time(), seq))
+
+    def dashboard(self) -> dict[str, Any]:
+        """What ``GET /dashboard/data`` returns: health, counts, lag quantiles and the accuracy series."""
+        h = self.health()
+        q = self.apply_lag.quantiles((0.5, 0.99))
+        acc = self.online_accuracy()
+        return {**h, "pending": self.pending(), "snapshots": len(self.store.list()), "rollbacks": self.worker.rollbacks,
+                "online_accuracy": None if acc != acc else acc,
+                "apply_lag_p50": None if q[0.5] != q[0.5] else q[0.5], "apply_lag_p99": None if q[0.99] != q[0.99] else q[0.99],
+                "history": [list(p) for p in self._history], "drift": [list(d) for d in self._drift_times],
+                "time": time.time()}
+
+    def pending(self) -> int:
+        """Events submitted but not yet learned: the backlog ``max_pending`` bounds."""
+        return max(0, self.log.last_seq - self.worker.cursor) + self.log.queued_rows
+
+    def faults(self) -> dict[str, str]:
+        """Writes failing right now, by kind, with the last error."""
+        out = dict(self.worker.faults)
+        if self.log.append_fault is not None:
+            out["append"] = self.log.append_fault
+        return out
 
     def health(self) -> dict[str, Any]:
+        """``status``: ``ok``; ``degraded`` while writes fail (retried; the service still answers);
+        ``halted`` when the worker stopped (then /health answers 503)."""
         w = self.worker
+        faults = self.faults()
         return {
-            "status": "ok" if w.running else "degraded",
+            "status": "halted" if not w.running else "degraded" if faults else "ok",
+            "faults": faults,
+            "frozen": w.frozen,
+            "negative_flip_rate": None if self.flip_rate != self.flip_rate else round(self.flip_rate, 6),
+            "io_errors": {**w.io_errors, "append": self.log.append_errors},
             "worker": "running" if w.running else f"halted: {w.error or 'not started'}",
             "learner": self.cfg.learner["name"],
             "logged_seq": self.log.last_seq,
@@ -212,6 +333,50 @@ class Service:
             "drift_response": callable(getattr(self.published.current, "on_drift", None)),
             "drift_alarms": w.drift_alarms,
         }
+
+
+def set_threads(cfg: ServeConfig) -> None:
+    """torch's intra-op threads as configured (``threads = 0`` keeps torch's default). Restore,
+    ``--replay`` and ``--verify`` all call this, so their arithmetic is the live service's."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+
+def open_data_dir(cfg: ServeConfig, *, on_commit=None, check: str = "quick",
+                  accept_config_change: bool = False) -> tuple[EventLog, SnapshotStore]:
+    """Open ``data_dir``'s event log and snapshot store, checked against each other.
+
+    Refused with one :class:`CheckpointError` line (nothing is written): snapshots without their
+    event log, snapshots of another log or beyond its end, a damaged or unreadable database
+    (``PRAGMA quick_check``; ``check="full"`` runs ``integrity_check``), a read-only directory, a
+    file where ``snapshots/`` should be.
+    """
+    log_path, snap_dir = cfg.data_dir / "events.sqlite", cfg.data_dir / "snapshots"
+    try:
+        if not log_path.exists() and snap_dir.is_dir() and any(p.name.startswith("snap-") for p in snap_dir.iterdir()):
+            raise CheckpointError(
+                f"{snap_dir} holds snapshots but {log_path} is missing (deleted or not restored?); restore the "
+                f"events.sqlite they were written from, or keep the snapshots aside (mv {snap_dir} {snap_dir}.old) to "
+                "start a new log")
+        event_log = EventLog(log_path, input_dim=cfg.input_dim, n_classes=cfg.n_classes, fingerprint=cfg.fingerprint(),
+                             on_commit=on_commit, check=check, accept_config_change=accept_config_change)
+    except OSError as e:
+        raise CheckpointError(f"cannot open the event log in {cfg.data_dir}: {e}") from None
+    try:
+        store = SnapshotStore(snap_dir, fingerprint=cfg.fingerprint(), keep=cfg.keep_snapshots, log_id=event_log.log_id)
+        store.check_log(log_id=event_log.log_id, last_seq=event_log.last_seq, last_step=event_log.last_step(),
+                        log_path=log_path)
+    except OSError as e:
+        event_log.close()
+        raise CheckpointError(f"cannot use the snapshot directory {snap_dir}: {e}") from None
+    except BaseException:
+        event_log.close()
+        raise
+    if event_log.fingerprint_changed_from is not None:
+        log.warning("the configuration changed (fingerprint %s -> %s; accepted with --accept-config-change): "
+                    "snapshots of the old configuration are skipped and the learner is replayed from the log",
+                    event_log.fingerprint_changed_from[:12], cfg.fingerprint()[:12])
+    return event_log, store
 
 
 def load_replay(path: str | Path, cfg: ServeConfig) -> list[Feedback]:

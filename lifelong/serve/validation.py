@@ -19,7 +19,6 @@ lifelong.serve.validation.RequestError: unknown label 7 at row 0; labels are cla
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,11 +32,11 @@ FEEDBACK_KEYS = {"inputs", "labels", "event_ids", "prediction_id"}
 
 
 class RequestError(Exception):
-    """A request the service refuses; ``status`` is the HTTP code (4xx)."""
+    """A request the service refuses; ``status`` is the HTTP code (4xx, or 503 when busy)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.retry_after = status, message, retry_after
 
 
 @dataclass(frozen=True)
@@ -58,6 +57,8 @@ def parse_json(body: bytes) -> Any:
         raise RequestError(400, f"the request body is not valid JSON: {e}") from None
     except RecursionError:
         raise RequestError(400, "the request body is nested too deeply") from None
+    except ValueError as e:  # an integer literal beyond Python's int-string conversion limit (4,300 digits)
+        raise RequestError(400, f"the request body holds a number that cannot be read: {e}") from None
 
 
 def _object(obj: Any, allowed: set[str], required: set[str], what: str) -> dict:
@@ -72,6 +73,29 @@ def _object(obj: Any, allowed: set[str], required: set[str], what: str) -> dict:
     return obj
 
 
+def _has_bool(value: list, depth: int) -> bool:
+    """Is there a JSON ``true``/``false`` among the numbers of ``value``, nested ``depth`` lists deep?
+
+    numpy reads a boolean in a list of numbers as 1.0 or 0.0; this finds it (at C speed per row).
+    """
+    if depth <= 1:
+        return bool in set(map(type, value))
+    return any(_has_bool(v, depth - 1) for v in value if isinstance(v, list))
+
+
+def check_id(value: Any, what: str) -> None:
+    """An id stored in SQLite: a non-empty str of at most MAX_ID_LEN characters that encodes to
+    UTF-8 (no lone surrogates) and holds no NUL or other control character."""
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LEN:
+        raise RequestError(422, f"{what} must be a non-empty string of at most {MAX_ID_LEN} characters or null")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError(422, f"{what} holds a lone UTF-16 surrogate (not valid Unicode text)") from None
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise RequestError(422, f"{what} holds a NUL or another control character")
+
+
 def parse_inputs(value: Any, cfg: ServeConfig) -> np.ndarray:
     """``inputs`` as ``(B, D)`` float32: a list of rows, each of shape ``input_shape`` or flat ``D``."""
     if not isinstance(value, list) or not value:
@@ -80,10 +104,12 @@ def parse_inputs(value: Any, cfg: ServeConfig) -> np.ndarray:
         raise RequestError(413, f"{len(value)} rows in one request; the limit is {cfg.max_rows} ([serve] max_rows)")
     try:
         arr = np.asarray(value)
+    except OverflowError:
+        raise RequestError(422, "inputs must contain only numbers within float32 range") from None
     except (ValueError, TypeError):
         raise RequestError(422, "inputs are ragged: every row must have the same shape "
                                 f"{list(cfg.input_shape)}") from None
-    if arr.dtype.kind not in "iuf":
+    if arr.dtype.kind not in "iuf" or (arr.ndim >= 2 and _has_bool(value, arr.ndim)):
         raise RequestError(422, "inputs must contain only numbers (no strings, booleans, nulls or nested objects)")
     shape = arr.shape[1:]
     if shape != cfg.input_shape and shape != (cfg.input_dim,):
@@ -107,8 +133,8 @@ def _ids(value: Any, n: int) -> list[str | None]:
     if not isinstance(value, list) or len(value) != n:
         raise RequestError(422, f"event_ids must be a list with one id (a string, or null) per row ({n})")
     for i, e in enumerate(value):
-        if e is not None and (not isinstance(e, str) or not e or len(e) > MAX_ID_LEN):
-            raise RequestError(422, f"event_ids[{i}] must be a non-empty string of at most {MAX_ID_LEN} characters or null")
+        if e is not None:
+            check_id(e, f"event_ids[{i}]")
     return value
 
 
@@ -126,14 +152,14 @@ def parse_feedback(obj: Any, cfg: ServeConfig) -> Feedback:
             raise RequestError(422, f"unknown label {v} at row {i}; labels are class ids 0..{cfg.n_classes - 1}")
     ids = _ids(obj["event_ids"], len(x)) if obj.get("event_ids") is not None else None
     pid = obj.get("prediction_id")
-    if pid is not None and (not isinstance(pid, str) or not pid or len(pid) > MAX_ID_LEN):
-        raise RequestError(422, f"prediction_id must be the non-empty string /predict returned (at most {MAX_ID_LEN} characters)")
+    if pid is not None:
+        check_id(pid, "prediction_id (the string /predict returned)")
     return Feedback(x, np.asarray(labels, dtype=np.int64), ids, pid)
 
 
 def parse_rollback(obj: Any) -> int:
     obj = _object(obj, {"to_seq"}, {"to_seq"}, "rollback")
     v = obj["to_seq"]
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0 or not math.isfinite(v):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
         raise RequestError(422, f"to_seq must be a non-negative integer event sequence number, got {v!r}")
     return v

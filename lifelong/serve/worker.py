@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +47,10 @@ from lifelong.serve.eventlog import EventLog, JournalEntry
 from lifelong.serve.snapshots import SnapshotInfo, SnapshotStore
 
 log = logging.getLogger("lifelong.serve")
+
+#: errors of a journal or snapshot write that may clear by themselves (disk full, EMFILE, permissions)
+TRANSIENT = (OSError, sqlite3.OperationalError)
+MIN_BACKOFF, MAX_BACKOFF = 0.05, 2.0
 
 
 def has_fast_path(learner: Any) -> bool:
@@ -241,6 +246,15 @@ class Worker:
         self._ops: list[_Op] = []
         self._stopping = False
         self._final_snapshot = True
+        self._drain_until = 0.0
+        self.faults: dict[str, str] = {}  # op -> the last error, while writes of op fail
+        self.io_errors: dict[str, int] = {}  # op -> transient I/O errors so far
+        self._backoff: dict[str, float] = {}
+        self._snapshot_retry_at = 0.0
+        self.on_io_error: Callable[[str], None] | None = None
+        self.on_publish: Callable[[PublishedModel], None] | None = None
+        self.frozen = False  # True: events are logged but not learned (POST /freeze)
+        self.rollbacks = 0  # in this process
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -250,7 +264,11 @@ class Worker:
         self.learner, self.restored_from = self.replayer.state_at(last)
         self.step = last
         self.cursor = max((e.b for e in self.log.journal() if e.kind in ("batch", "rollback")), default=0)
+        self.log.check_rows(after=self.cursor)  # events still to learn: a damaged one is refused now, not later
         self.snapshot = self.restored_from
+        self.frozen = self.log.get_meta("frozen") == "1"  # a freeze outlives a restart
+        if self.frozen:
+            log.warning("learning is frozen (POST /freeze {\"frozen\": false} resumes it); serving goes on")
         self._reset_detector()
         self._publish()
         if not has_fast_path(self.learner):
@@ -259,14 +277,19 @@ class Worker:
         self._thread = threading.Thread(target=self._run, name="learner-worker", daemon=True)
         self._thread.start()
 
-    def stop(self, *, snapshot: bool = True, timeout: float = 60.0) -> None:
-        """Finish the current batch, apply nothing more, write a final snapshot (if asked), join."""
+    def stop(self, *, snapshot: bool = True, drain: float = 0.0, timeout: float = 60.0) -> bool:
+        """Finish the current batch; with ``drain`` > 0, go on applying every committed event for at
+        most ``drain`` seconds; then write a final snapshot (if asked) and join. ``True`` if the
+        thread ended within ``drain + timeout`` seconds."""
         with self._cond:
             self._stopping = True
             self._final_snapshot = snapshot
+            self._drain_until = time.monotonic() + drain
             self._cond.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(drain + timeout)
+            return not self._thread.is_alive()
+        return True
 
     def notify(self, last_seq: int) -> None:
         """New events were committed (called from the log's writer thread)."""
@@ -304,15 +327,19 @@ class Worker:
         try:
             while True:
                 with self._cond:
-                    while not self._ops and not self._stopping and self.log.last_seq <= self.cursor:
-                        self._cond.wait(1.0)
+                    while (not self._ops and not self._stopping and (self.frozen or self.log.last_seq <= self.cursor)
+                           and not self._snapshot_retry_due()):
+                        self._cond.wait(0.2 if "snapshot" in self.faults else 1.0)
                     ops, self._ops = self._ops, []
                     stopping = self._stopping
                 for op in ops:
                     self._do(op)
                 if stopping:
+                    # a clean stop: apply what is committed (bounded), so the final snapshot holds it
+                    while not self.frozen and self.log.last_seq > self.cursor and time.monotonic() < self._drain_until:
+                        self._apply_safely()
                     break
-                pending = self.log.last_seq - self.cursor
+                pending = 0 if self.frozen else self.log.last_seq - self.cursor
                 if 0 < pending < self.cfg.batch_size and self.cfg.linger_ms > 0:
                     # let more events arrive: one larger step costs less than many tiny ones
                     # (each step is a journal fsync, a forward/backward and a publish)
@@ -321,10 +348,12 @@ class Worker:
                         while (self.log.last_seq - self.cursor < self.cfg.batch_size and not self._stopping
                                and not self._ops and (left := deadline - time.monotonic()) > 0):
                             self._cond.wait(left)
-                if self.log.last_seq > self.cursor:
-                    self._apply_next()
+                if not self.frozen and self.log.last_seq > self.cursor:
+                    self._apply_safely()
+                elif self._snapshot_retry_due():
+                    self._try_snapshot()
             if self._final_snapshot and (self.snapshot is None or self.snapshot.step < self.step):
-                self._snapshot()
+                self._try_snapshot(final=True)
         except BaseException as e:  # the worker halts; feedback is still logged and applied after a restart
             self.error = f"{type(e).__name__}: {e}"
             log.exception("learner worker halted")
@@ -334,6 +363,61 @@ class Worker:
                     op.future.set_exception(CheckpointError("the learner worker stopped"))
                 self._ops = []
                 self._cond.notify_all()
+
+    # -- transient I/O faults -------------------------------------------------------------------
+    def _fault(self, op: str, e: BaseException) -> None:
+        """Record a transient I/O error of ``op`` ("journal" or "snapshot"); shown in /health and /metrics."""
+        first = op not in self.faults
+        self.faults[op] = f"{type(e).__name__}: {e}"
+        self.io_errors[op] = self.io_errors.get(op, 0) + 1
+        if first:
+            log.warning("%s write failed (%s); retrying with backoff, events stay in the log", op, self.faults[op])
+        if self.on_io_error is not None:
+            self.on_io_error(op)
+
+    def _cleared(self, op: str) -> None:
+        if self.faults.pop(op, None) is not None:
+            log.info("%s writes work again; the fault cleared", op)
+        self._backoff[op] = 0.0
+
+    def _next_backoff(self, op: str) -> float:
+        b = min(MAX_BACKOFF, max(MIN_BACKOFF, 2 * self._backoff.get(op, 0.0)))
+        self._backoff[op] = b
+        return b
+
+    def _apply_safely(self) -> None:
+        """:meth:`_apply_next`; a transient I/O error (full disk, EMFILE, permissions) waits with
+        backoff and the same events are tried again, in order: nothing was applied."""
+        try:
+            self._apply_next()
+        except TRANSIENT as e:
+            self._fault("journal", e)
+            wait = self._next_backoff("journal")
+            if self._stopping:  # draining: back off too, within the stop's bound
+                time.sleep(max(0.0, min(wait, self._drain_until - time.monotonic())))
+            else:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._stopping, timeout=wait)
+        else:
+            self._cleared("journal")
+
+    def _snapshot_retry_due(self) -> bool:
+        return "snapshot" in self.faults and time.monotonic() >= self._snapshot_retry_at
+
+    def _try_snapshot(self, *, final: bool = False) -> SnapshotInfo | None:
+        """:meth:`_snapshot`, with an I/O error recorded and retried later instead of raised."""
+        if not final and "snapshot" in self.faults and time.monotonic() < self._snapshot_retry_at:
+            return None
+        try:
+            info = self._snapshot()
+        except TRANSIENT as e:
+            self._fault("snapshot", e)
+            self._snapshot_retry_at = time.monotonic() + self._next_backoff("snapshot")
+            if final:
+                log.error("no final snapshot (%s); the next start replays the log from the last one", e)
+            return None
+        self._cleared("snapshot")
+        return info
 
     def _apply_next(self) -> None:
         seqs, x, y, received = self.log.read_next(self.cursor, self.cfg.batch_size)
@@ -350,7 +434,12 @@ class Worker:
         if self.on_applied is not None:
             self.on_applied(len(seqs), [now - r for r in received])
         if self._detect(wrong):
-            self.step = self.log.journal_append("drift")
+            try:
+                self.step = self.log.journal_append("drift")
+            except TRANSIENT as e:  # not journaled, so not applied: the replay agrees
+                self._fault("journal", e)
+                self._publish()
+                return
             if has_drift_response(self.learner):
                 self.learner.on_drift()
             self.drift_alarms += 1
@@ -360,7 +449,7 @@ class Worker:
                 self.on_drift_cb(last)
         self._publish()
         if self.snapshot is None or self.cursor - self.snapshot.seq >= self.cfg.snapshot_every:
-            self._snapshot()
+            self._try_snapshot()
 
     def _reset_detector(self) -> None:
         if self.cfg.drift_delta > 0:
@@ -385,6 +474,11 @@ class Worker:
 
     def _publish(self) -> None:
         self.published.publish(self.learner.state_dict(), self.cursor, self.step)
+        if self.on_publish is not None:
+            try:
+                self.on_publish(self.published)
+            except Exception:  # a metric must never stop learning
+                log.exception("publish hook failed")
         with self._cond:
             self._cond.notify_all()
 
@@ -396,10 +490,24 @@ class Worker:
     def _do(self, op: _Op) -> None:
         try:
             if op.kind == "snapshot":
-                info = self.snapshot if self.snapshot is not None and self.snapshot.step == self.step else self._snapshot()
+                try:
+                    info = self.snapshot if self.snapshot is not None and self.snapshot.step == self.step else self._snapshot()
+                    self._cleared("snapshot")
+                except OSError as e:
+                    self._fault("snapshot", e)
+                    raise CheckpointError(f"could not write a snapshot in {self.store.dir}: {e}; retry when the "
+                                          "disk has room and the directory is writable") from None
                 op.future.set_result(info)
             elif op.kind == "rollback":
                 op.future.set_result(self._rollback(int(op.args["to_seq"])))
+            elif op.kind == "freeze":
+                self.frozen = bool(op.args["frozen"])
+                self.log.set_meta("frozen", "1" if self.frozen else "0")
+                log.warning("learning %s at event %d (%d logged)", "frozen" if self.frozen else "resumed",
+                            self.cursor, self.log.last_seq)
+                with self._cond:
+                    self._cond.notify_all()
+                op.future.set_result({"frozen": self.frozen, "applied_seq": self.cursor, "logged_seq": self.log.last_seq})
             elif op.kind == "digest":
                 op.future.set_result({"learner": state_digest(self.learner.state_dict()), "step": self.step,
                                       "seq": self.cursor})
@@ -432,9 +540,10 @@ class Worker:
         step = self.log.journal_append("rollback", target_step, skip_to)
         discarded = skip_to - (info.seq if info is not None else 0)
         self.learner, self.step, self.cursor = learner, step, skip_to
+        self.rollbacks += 1
         self._reset_detector()
         self._publish()
-        self._snapshot()  # the rolled-back state is the new restart point
+        self._try_snapshot(final=True)  # the rolled-back state is the new restart point (else the journal is)
         log.warning("rolled back to snapshot at seq %d; %d later events will not be learned",
                     info.seq if info else 0, discarded)
         return {"snapshot_seq": info.seq if info else 0, "snapshot_step": target_step, "skipped_to_seq": skip_to,

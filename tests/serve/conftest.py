@@ -62,8 +62,9 @@ def server_env(token: str | None = TOKEN) -> dict[str, str]:
 class Server:
     """``python -m lifelong.serve --config CONFIG --port PORT`` as a subprocess on 127.0.0.1."""
 
-    def __init__(self, config: Path, port: int | None = None, token: str | None = TOKEN) -> None:
+    def __init__(self, config: Path, port: int | None = None, token: str | None = TOKEN, **popen: Any) -> None:
         self.config, self.port, self.token = config, port or free_port(), token
+        self.popen = popen  # extra subprocess.Popen arguments (preexec_fn, env)
         self.proc: subprocess.Popen | None = None
         self.logs: list[Path] = []
         self.url = f"http://127.0.0.1:{self.port}"
@@ -74,7 +75,8 @@ class Server:
         with open(log, "wb") as fh:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "lifelong.serve", "--config", str(self.config), "--port", str(self.port)],
-                stdout=fh, stderr=subprocess.STDOUT, env=server_env(self.token), cwd=self.config.parent,
+                stdout=fh, stderr=subprocess.STDOUT, cwd=self.config.parent,
+                **{"env": server_env(self.token), **self.popen},
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
