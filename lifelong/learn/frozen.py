@@ -71,7 +71,7 @@ class FrozenFeatureHead(Learner):
         if not callable(getattr(model, "features", None)):
             raise ConfigError(f"{self.name}: the model needs a `features(x)` method giving its body's output")
         self.first_buffer = first_buffer
-        self.first_chunk = ReservoirMemory(first_buffer, seed=derive_seed(self.seed, "first-chunk"))
+        self.first_chunk = ReservoirMemory(first_buffer, seed=derive_seed(self.seed, "first-chunk"), device=self.device)
         self.frozen = False
 
     # -- what a head defines ----------------------------------------------------------------------

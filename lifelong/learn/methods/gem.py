@@ -168,8 +168,8 @@ class GEM(Learner):
         if margin < 0 or eps < 0:
             raise ConfigError(f"gem: margin and eps must be >= 0, got margin={margin}, eps={eps}")
         self.mem_size, self.margin, self.eps = mem_size, margin, eps
-        self.memory = ChunkMemory(mem_size)  # past chunks only
-        self.pending = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory/pending/0"))
+        self.memory = ChunkMemory(mem_size, device=self.device)  # past chunks only
+        self.pending = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory/pending/0"), device=self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.n_chunks = 0  # boundaries seen: the number of past chunks
         self.n_reference = 0  # steps with at least one past chunk
@@ -224,8 +224,8 @@ class GEM(Learner):
         m = self.mem_size // self.n_chunks
         self.memory.reduce(m)
         self.memory.append(self.pending.sample(m, self.generator), self.n_chunks - 1)  # a uniform subsample, in random order
-        self.pending = ReservoirMemory(self.mem_size,
-                                       seed=derive_seed(self.seed, f"memory/pending/{self.n_chunks}"))
+        self.pending = ReservoirMemory(self.mem_size, seed=derive_seed(self.seed, f"memory/pending/{self.n_chunks}"),
+                                       device=self.device)
 
     def extra_state(self) -> dict:
         return {"memory": self.memory.state_dict(), "pending": self.pending.state_dict(),

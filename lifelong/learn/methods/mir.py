@@ -72,7 +72,7 @@ class MIR(Learner):
         if replay_batch is not None and replay_batch < 1:
             raise ConfigError(f"mir: replay_batch must be >= 1, got {replay_batch}")
         self.mem_size, self.subsample, self.replay_batch = mem_size, subsample, replay_batch
-        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"))
+        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"), device=self.device)
         self.retrieved: Batch | None = None  # this step's replay batch, set by retrieve
         self.compose(IncomingCE(), RetrievedReplay())
 

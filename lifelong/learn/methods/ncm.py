@@ -54,17 +54,17 @@ class NCM(FrozenFeatureHead):
     def __init__(self, model, **base) -> None:
         super().__init__(model, **base)
         self.sums: Tensor | None = None  # (C, d) float64, allocated on the first fit
-        self.counts = torch.zeros(self.n_classes, dtype=torch.float64)  # (C,)
+        self.counts = torch.zeros(self.n_classes, dtype=torch.float64, device=self.device)  # (C,)
 
     def fit(self, z: Tensor, y: Tensor) -> None:
         if self.sums is None:
-            self.sums = torch.zeros(self.n_classes, z.shape[1], dtype=torch.float64)
+            self.sums = torch.zeros(self.n_classes, z.shape[1], dtype=torch.float64, device=self.device)
         self.sums.index_add_(0, y, z)
         self.counts += torch.bincount(y, minlength=self.n_classes).double()
 
     def scores(self, z: Tensor) -> Tensor:
         if self.sums is None:
-            return torch.zeros(z.shape[0], self.n_classes, dtype=torch.float64)
+            return torch.zeros(z.shape[0], self.n_classes, dtype=torch.float64, device=z.device)
         has = self.counts > 0
         means = self.sums / self.counts.clamp_min(1)[:, None]
         return cosine_scores(z, means, has)

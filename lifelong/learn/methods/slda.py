@@ -54,14 +54,14 @@ class SLDA(FrozenFeatureHead):
             raise ConfigError(f"slda: shrinkage must be in (0, 1], got {shrinkage}")
         self.shrinkage = shrinkage
         self.means: Tensor | None = None  # (C, d) float64
-        self.counts = torch.zeros(self.n_classes, dtype=torch.float64)  # (C,)
+        self.counts = torch.zeros(self.n_classes, dtype=torch.float64, device=self.device)  # (C,)
         self.scatter: Tensor | None = None  # (d, d): Σ_c Σ_i (h_i − μ_c)(h_i − μ_c)ᵀ
 
     def fit(self, z: Tensor, y: Tensor) -> None:
         d = z.shape[1]
         if self.means is None:
-            self.means = torch.zeros(self.n_classes, d, dtype=torch.float64)
-            self.scatter = torch.zeros(d, d, dtype=torch.float64)
+            self.means = torch.zeros(self.n_classes, d, dtype=torch.float64, device=self.device)
+            self.scatter = torch.zeros(d, d, dtype=torch.float64, device=self.device)
         for c in y.unique().tolist():
             zc = z[y == c]  # (n_b, d)
             n_a, n_b = float(self.counts[c]), float(zc.shape[0])
@@ -79,13 +79,13 @@ class SLDA(FrozenFeatureHead):
         assert self.scatter is not None and self.means is not None
         d = self.scatter.shape[0]
         sigma = self.scatter / self.counts.sum()
-        L = torch.linalg.cholesky((1 - self.shrinkage) * sigma + self.shrinkage * torch.eye(d, dtype=torch.float64))
+        L = torch.linalg.cholesky((1 - self.shrinkage) * sigma + self.shrinkage * torch.eye(d, dtype=torch.float64, device=sigma.device))
         W = torch.cholesky_solve(self.means.T, L).T  # (C, d): Λ is symmetric
         return W, -0.5 * (W * self.means).sum(1)
 
     def scores(self, z: Tensor) -> Tensor:
         if self.means is None:
-            return torch.zeros(z.shape[0], self.n_classes, dtype=torch.float64)
+            return torch.zeros(z.shape[0], self.n_classes, dtype=torch.float64, device=z.device)
         W, bias = self.discriminant()
         return fill_unseen(z @ W.T + bias, self.counts > 0)
 
