@@ -1,0 +1,99 @@
+"""The flagship learner (``cls``, issue 14) against ER, DER++ and CLS-ER, with defaults, paired seeds.
+
+Each stream is a run config with only ``[dataset]``, ``[scenario]`` (and, for the online stream,
+``[train]`` batch 10, one pass) set; every learner keeps its default hyper-parameters. For each
+(stream, learner) the script records the final ACC per seed and the wall time of the whole run
+(training and evaluation), and prints the paired difference of ``cls`` against each baseline with a
+95% t-interval over seeds. ``--learners`` adds ablations as ``name:key=value,key=value``.
+
+Writes ``benchmarks/results/flagship.json``. Never asserts on time.
+Run: ``python benchmarks/flagship.py [--streams a,b] [--learners er,derpp,cls_er,cls] [--seeds 0,1,2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lifelong.evaluate import classic_metrics
+from lifelong.experiments.config import from_dict
+from lifelong.experiments.runner import build_run, iter_seed, load_data
+
+OUT = Path(__file__).parent / "results" / "flagship.json"
+FMNIST_SUBSET = {"train_per_chunk": 1000, "test_per_chunk": 1000}
+STREAMS: dict[str, dict] = {
+    "digits-cil5": {"dataset": {"name": "digits"}, "scenario": {"name": "class_incremental", "n_chunks": 5}},
+    "digits-dil5": {"dataset": {"name": "digits"},
+                    "scenario": {"name": "domain_incremental", "n_chunks": 5, "transform": "permutation"}},
+    "digits-dil20": {"dataset": {"name": "digits"}, "scenario": {"name": "domain_incremental", "n_chunks": 20}},
+    "mnist1d-cil5": {"dataset": {"name": "mnist1d"}, "scenario": {"name": "class_incremental", "n_chunks": 5}},
+    "fmnist5k-cil5": {"dataset": {"name": "fashion_mnist"},
+                      "scenario": {"name": "class_incremental", "n_chunks": 5, **FMNIST_SUBSET}},
+    "digits-online-b10": {"dataset": {"name": "digits"}, "scenario": {"name": "online", "n_chunks": 5},
+                          "train": {"epochs": 1, "batch_size": 10}},
+    "mnist1d-online-b10": {"dataset": {"name": "mnist1d"}, "scenario": {"name": "online", "n_chunks": 5},
+                           "train": {"epochs": 1, "batch_size": 10}},
+}
+
+
+def parse_learner(spec: str) -> dict:
+    name, _, opts = spec.partition(":")
+    out: dict = {"name": name}
+    for kv in filter(None, opts.split(",")):
+        k, v = kv.split("=")
+        out[k] = float(v) if "." in v or "e" in v else int(v)
+    return out
+
+
+def run_one(doc: dict, learner: dict, seeds: list[int]) -> dict:
+    cfg = from_dict({**doc, "learner": learner, "seeds": seeds})
+    ds = load_data(cfg)
+    accs, las, walls = [], [], []
+    for seed in seeds:
+        t0 = time.perf_counter()
+        records = list(iter_seed(build_run(cfg, seed, ds)))
+        walls.append(time.perf_counter() - t0)
+        m = classic_metrics(records, seed)
+        accs.append(m["acc"])
+        las.append(m["learning_accuracy"])
+    return {"acc_seeds": accs, "acc": float(np.mean(accs)), "la": float(np.mean(las)), "wall_s": walls}
+
+
+def paired(a: list[float], b: list[float]) -> str:
+    d = np.asarray(a) - np.asarray(b)
+    half = 4.303 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) == 3 else 1.96 * d.std(ddof=1) / np.sqrt(len(d))
+    return f"{d.mean():+.3f} ± {half:.3f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--streams", default=",".join(STREAMS))
+    ap.add_argument("--learners", default="er,derpp,cls_er,cls")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    for stream in args.streams.split(","):
+        for spec in args.learners.split(";" if ";" in args.learners else ","):
+            res = run_one(STREAMS[stream], parse_learner(spec), seeds)
+            results.setdefault(stream, {})[spec] = res
+            print(f"{stream:20s} {spec:40s} acc {res['acc']:.4f} {[round(a, 4) for a in res['acc_seeds']]} "
+                  f"la {res['la']:.3f} wall {np.mean(res['wall_s']):.2f}s", flush=True)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({**results, "_load": os.getloadavg()}, indent=1))
+    for stream, res in results.items():
+        if stream.startswith("_") or "cls" not in res:
+            continue
+        print(f"{stream}: " + "; ".join(f"cls − {k}: {paired(res['cls']['acc_seeds'], v['acc_seeds'])}"
+                                        for k, v in res.items() if k != "cls" and len(v["acc_seeds"]) == len(res["cls"]["acc_seeds"])))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Mechanism tests for the flagship ``cls`` learner: each part, removed or switched off, changes the
+rule it is responsible for (and the test that checks that rule fails)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lifelong.data import Batch
+from lifelong.errors import ConfigError
+from lifelong.learn.methods import make_learner
+from lifelong.learn.methods.cls import PrioritisedLogitReplay, Surprise, WeightAverage, augment
+from lifelong.learn.nets import mlp
+
+
+def learner(**hp):
+    return make_learner("cls", mlp((8,), 4, hidden=(16,), seed=0), seed=0, **hp)
+
+
+def batches(n: int, shift: bool = False, seed: int = 0, size: int = 8):
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(4, 8, generator=g) * 3
+    out = []
+    for _ in range(n):
+        y = torch.randint(0, 2, (size,), generator=g) + (2 if shift else 0)
+        out.append(Batch(means[y] + torch.randn(size, 8, generator=g), y))
+    return out
+
+
+def distance(a, b) -> float:
+    return float(sum(((p.detach() - q.detach()) ** 2).sum() for p, q in zip(a.parameters(), b.parameters(), strict=True)))
+
+
+def test_the_averages_horizon_grows_with_the_stream_and_is_capped():
+    avg = WeightAverage(torch.nn.Linear(1, 1), fraction=0.1, max_horizon=1000.0)
+    assert avg.decay(0) == 0.0  # the first update copies the model
+    assert avg.decay(50) == pytest.approx(1 - 1 / 6)  # the last ~6 of 50 steps
+    assert avg.decay(50_000) == pytest.approx(0.999)  # capped
+    assert WeightAverage(torch.nn.Linear(1, 1), fraction=0.0, max_horizon=1000.0).decay(10**6) == 0.0
+
+
+def test_after_fifty_steps_the_slow_average_has_left_the_random_start():
+    lrn = learner()
+    init = [p.detach().clone() for p in lrn.slow.model.parameters()]
+    for b in batches(50):
+        lrn.observe(b)
+    moved = sum(float(((p - q) ** 2).sum()) for p, q in zip(lrn.slow.model.parameters(), init, strict=True))
+    lag = distance(lrn.slow.model, lrn.model)
+    assert lag < 0.1 * moved  # near the working model, far from the start (a fixed 0.99 is not)
+    fixed = learner(slow_fraction=1e9, slow_horizon=100.0)  # α = 0.99 from the first step, like CLS-ER
+    init = [p.detach().clone() for p in fixed.slow.model.parameters()]
+    for b in batches(50):
+        fixed.observe(b)
+    assert distance(fixed.slow.model, fixed.model) > lag
+
+
+def test_prediction_is_the_slow_average_when_not_surprised():
+    lrn = learner(error_weight=0.0)
+    for b in batches(10):
+        lrn.observe(b)
+    x = batches(1, seed=3)[0].x
+    assert torch.equal(lrn.predict(x), lrn.slow.model(x))
+    assert not torch.equal(lrn.predict(x), lrn.model(x))
+
+
+def test_replay_draws_favour_samples_with_a_high_last_loss_and_write_their_loss_back():
+    lrn = learner(mem_size=20)
+    for b in batches(3):
+        lrn.observe(b)
+    term = lrn.term("prioritised_logit_replay")
+    loss = torch.full((20,), 0.01)
+    loss[3] = 10.0
+    lrn.memory.fields["loss"][:20] = loss
+    p = term.probabilities(lrn.memory)
+    assert p.sum() == pytest.approx(1.0)
+    assert float(p[3]) > 0.45 and float(p[0]) < 0.03  # (1 − ρ)/N + ρ·l/Σl with ρ = 0.5
+    uniform = learner(mem_size=20, priority=0.0).term("prioritised_logit_replay").probabilities(lrn.memory)
+    assert torch.allclose(uniform, torch.full((20,), 1 / 20))
+    before = lrn.memory.fields["loss"].clone()
+    lrn.observe(batches(1, seed=5)[0])
+    assert not torch.equal(lrn.memory.fields["loss"], before)  # replayed slots got their current loss
+
+
+def test_a_loss_jump_raises_the_learning_rate_and_max_multiplier_one_turns_it_off():
+    s = Surprise(fast_rate=0.3, slow_rate=0.02, eps=0.05, max_multiplier=2.0)
+    for _ in range(30):
+        s.update(0.1)
+    assert s.multiplier == 1.0 and s.gate == 0.0
+    s.update(3.0)
+    assert s.multiplier > 1.5 and s.gate > 0.5
+    for max_m, expect_raised in ((2.0, True), (1.0, False)):
+        lrn = learner(max_multiplier=max_m)
+        for b in batches(40):
+            lrn.observe(b)
+        lrn.observe(batches(1, shift=True)[0])  # new classes: the loss jumps
+        assert (lrn.opt.param_groups[0]["lr"] > lrn.lr) == expect_raised
+
+
+def test_the_error_memory_corrects_a_shift_at_once_and_only_while_surprised():
+    lrn = learner(error_threshold=0.5)
+    for b in batches(40):
+        lrn.observe(b)
+    shifted = batches(1, shift=True, seed=1)[0]
+    lrn.observe(shifted)
+    assert len(lrn.errors) > 0 and lrn.surprise.gate > 0
+    plain = lrn.slow.model(shifted.x).softmax(1).gather(1, shifted.y[:, None]).mean()
+    corrected = lrn.predict(shifted.x).softmax(1).gather(1, shifted.y[:, None]).mean()
+    assert float(corrected) > float(plain) + 0.05
+    lrn.surprise.multiplier = 1.0  # surprise over: the memory is silent
+    assert torch.equal(lrn.predict(shifted.x), lrn.slow.model(shifted.x))
+    off = learner(error_threshold=0.5, error_weight=0.0)
+    for b in [*batches(40), shifted]:
+        off.observe(b)
+    assert torch.equal(off.predict(shifted.x), off.slow.model(shifted.x))
+
+
+def test_view_consistency_reads_no_labels_and_trains_the_network():
+    lrn = learner()
+    for b in batches(5):
+        lrn.observe(b)
+    term = lrn.term("view_consistency")
+    b = batches(1, seed=7)[0]
+    ctx = lrn.context(b)
+    value = term(ctx)
+    assert value is not None and float(value) > 0
+    unlabelled = Batch(b.x, torch.full_like(b.y, -1))  # the labels are never read
+    ctx2 = lrn.context(b)
+    ctx2.batch = unlabelled
+    assert term(ctx2) is not None
+    value.backward()
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in lrn.model.parameters())
+    assert learner(consistency=0.0).term("view_consistency")(ctx) is None
+
+
+def test_every_part_changes_the_run():
+    def run(**hp):
+        lrn = learner(**hp)
+        for b in [*batches(30), *batches(30, shift=True, seed=2)]:
+            lrn.observe(b)
+        return lrn.predict(batches(1, seed=9)[0].x)
+
+    full = run()
+    for off in ({"priority": 0.0}, {"consistency": 0.0}, {"max_multiplier": 1.0}, {"slow_fraction": 0.0},
+                {"alpha": 0.0}, {"beta": 0.0}, {"error_weight": 0.0, "max_multiplier": 1.0}):
+        assert not torch.allclose(run(**off), full), off
+
+
+def test_augment_keeps_shapes_and_uses_only_the_given_generator():
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    for x in (torch.randn(4, 8), torch.randn(4, 1, 6, 6)):
+        a, b = augment(x, g1, noise=0.1, drop=0.1), augment(x, g2, noise=0.1, drop=0.1)
+        assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
+
+
+def test_bad_options_are_config_errors():
+    for hp in ({"priority": 1.5}, {"slow_horizon": 0.5}, {"surprise_slow": 0.5}, {"view_drop": 1.0}):
+        with pytest.raises(ConfigError):
+            learner(**hp)
