@@ -120,16 +120,18 @@ def test_view_consistency_reads_no_labels_and_trains_the_network():
         lrn.observe(b)
     term = lrn.term("view_consistency")
     b = batches(1, seed=7)[0]
+    unlabelled = Batch(b.x, torch.full_like(b.y, -1))  # the term never reads a label
+    lrn.incoming = unlabelled
+    (views,) = term.draw(lrn, len(b))
+    assert len(views) == len(b) + lrn.term("prioritised_logit_replay").draw(lrn, len(b))[0].y.numel()
+    lrn.incoming = None
     ctx = lrn.context(b)
     value = term(ctx)
     assert value is not None and float(value) > 0
-    unlabelled = Batch(b.x, torch.full_like(b.y, -1))  # the labels are never read
-    ctx2 = lrn.context(b)
-    ctx2.batch = unlabelled
-    assert term(ctx2) is not None
     value.backward()
     assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in lrn.model.parameters())
-    assert learner(consistency=0.0).term("view_consistency")(ctx) is None
+    off = learner(consistency=0.0)
+    assert off.term("view_consistency")(off.context(b)) is None
 
 
 def test_every_part_changes_the_run():
@@ -156,3 +158,62 @@ def test_bad_options_are_config_errors():
     for hp in ({"priority": 1.5}, {"slow_horizon": 0.5}, {"surprise_slow": 0.5}, {"view_drop": 1.0}):
         with pytest.raises(ConfigError):
             learner(**hp)
+
+
+# -- semi-supervised streams (scenario option label_fraction) ------------------------------------------
+def semi_stream(fraction: float, seed: int = 0):
+    from lifelong.data.scenarios import build_stream
+    from tests.conftest import tiny_dataset
+
+    return build_stream("class_incremental", tiny_dataset(), seed=seed, n_chunks=3, label_fraction=fraction)
+
+
+def test_label_fraction_hides_a_seeded_share_of_training_labels_only():
+    full, semi = semi_stream(1.0), semi_stream(0.25)
+    for a, b in zip(full.chunks, semi.chunks, strict=True):
+        kept = b.y >= 0
+        assert int(kept.sum()) == round(0.25 * len(a)) and bool((b.y[~kept] == -1).all())
+        assert torch.equal(b.y[kept], a.y[kept]) and torch.equal(a.x, b.x)
+    assert all(torch.equal(e.y, f.y) for e, f in zip(full.eval_sets, semi.eval_sets, strict=True))
+    assert torch.equal(semi_stream(0.25).chunks[0].y, semi.chunks[0].y)  # seeded
+    assert not torch.equal(semi_stream(0.25, seed=1).chunks[0].y, semi.chunks[0].y)
+    for bad in (0.0, 1.5, "half"):
+        with pytest.raises(ConfigError, match="label_fraction"):
+            semi_stream(bad)
+
+
+@pytest.mark.parametrize(("name", "hp"), [("er", {"mem_size": 20}), ("joint", {}), ("cls", {"mem_size": 20})])
+def test_a_learner_gets_only_labelled_samples_unless_it_learns_from_unlabelled_ones(name, hp):
+    from lifelong.learn.loop import LoopConfig, iter_run
+
+    stream = semi_stream(0.25)
+    lrn = make_learner(name, mlp((12,), 6, hidden=(16,), seed=0), seed=0, **hp)
+    seen: list[torch.Tensor] = []
+    observe = lrn.observe
+    lrn.observe = lambda b: (seen.append(b.y.clone()), observe(b))[1]
+    records = list(iter_run(stream, lrn, LoopConfig(epochs=1, batch_size=8), seed=0))
+    ys = torch.cat(seen)
+    if name == "cls":
+        assert bool((ys == -1).any()) and len(ys) == sum(len(c) for c in stream.chunks)
+    else:
+        assert bool((ys >= 0).all()) and len(ys) > 0
+    assert any(r.kind == "eval" for r in records)
+
+
+def test_cls_trains_on_unlabelled_samples_through_its_view_consistency():
+    b = batches(1, seed=4)[0]
+    unlabelled = Batch(b.x, torch.full_like(b.y, -1))
+    lrn = learner()
+    for x in batches(5):
+        lrn.observe(x)
+    before = [p.detach().clone() for p in lrn.model.parameters()]
+    n_mem = len(lrn.memory)
+    lrn.observe(unlabelled)
+    assert len(lrn.memory) == n_mem  # nothing unlabelled is stored
+    assert any(not torch.equal(p, q) for p, q in zip(lrn.model.parameters(), before, strict=True))
+    off = learner(consistency=0.0, alpha=0.0, beta=0.0)
+    for x in batches(5):
+        off.observe(x)
+    before = [p.detach().clone() for p in off.model.parameters()]
+    off.observe(unlabelled)  # no labelled loss, no replay, no consistency: nothing to learn from
+    assert all(torch.equal(p, q) for p, q in zip(off.model.parameters(), before, strict=True))

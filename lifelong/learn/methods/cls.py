@@ -91,7 +91,7 @@ from lifelong.learn.base import Learner, StepStats
 from lifelong.learn.memory import ReservoirMemory
 from lifelong.learn.methods.der import LogitReplay
 from lifelong.learn.methods.error_memory import ResidualStore
-from lifelong.learn.terms import IncomingCE, StepContext, Term
+from lifelong.learn.terms import StepContext, Term
 from lifelong.seeding import derive_seed
 
 
@@ -178,6 +178,7 @@ class PrioritisedLogitReplay(LogitReplay):
     def __init__(self, *, alpha: float, beta: float, priority: float, replay_batch: int | None = None) -> None:
         super().__init__(alpha=alpha, beta=beta, replay_batch=replay_batch)
         self.priority = priority
+        self.last_draw: list[Batch] = []
 
     def probabilities(self, memory: ReservoirMemory) -> Tensor:
         """(N,) the draw probability of each stored sample."""
@@ -191,6 +192,7 @@ class PrioritisedLogitReplay(LogitReplay):
 
     def draw(self, learner: Learner, n_incoming: int) -> list[Batch]:
         memory = learner.memory
+        self.last_draw = []
         if not len(memory):
             return []
         n = min(self.replay_batch or n_incoming, len(memory))
@@ -200,6 +202,7 @@ class PrioritisedLogitReplay(LogitReplay):
             idx = torch.multinomial(p, n, replacement=False, generator=learner.generator)
             b = memory.get(idx)
             out.append(Batch(b.x, b.y, b.task, {**b.extras, "slot": idx}))
+        self.last_draw = out  # the view-consistency term augments the first batch
         return out
 
     def __call__(self, ctx: StepContext) -> Tensor | None:
@@ -239,29 +242,62 @@ def augment(x: Tensor, generator: torch.Generator, *, noise: float, drop: float)
 class ViewConsistency(Term):
     """``weight·MSE(f(v₁), f̄(v₂))``: the working network on one augmented view against the fast
     average on another, over the incoming batch joined with the replay term's first batch. Labels
-    are not read: the term trains on unlabelled samples as well."""
+    are not read: the term trains on unlabelled samples as well.
+
+    ``v₁`` is drawn like a replay batch (:meth:`draw`), so its forward pass shares the step's one
+    call with the incoming and replay batches; the fast average's target on ``v₂`` is computed
+    there too, without a graph.
+    """
 
     name = "view_consistency"
+    draws = True
 
     def __init__(self, *, weight: float, noise: float, drop: float) -> None:
         self.weight, self.noise, self.drop = weight, noise, drop
 
-    def __call__(self, ctx: StepContext) -> Tensor | None:
-        learner = ctx.learner
-        if self.weight <= 0:
-            return None
-        xs = [ctx.batch.x]
+    def draw(self, learner: Learner, n_incoming: int) -> list[Batch]:
+        incoming = getattr(learner, "incoming", None)
+        if self.weight <= 0 or incoming is None:
+            return []
+        xs = [incoming.x]
         replay = learner.term("prioritised_logit_replay")
-        pairs = ctx.replays.get(id(replay))
-        if pairs:
-            xs.append(pairs[0][0].x)
-        x = torch.cat(xs) if len(xs) > 1 else xs[0]
+        if replay.last_draw:
+            xs.append(replay.last_draw[0].x)
+        x = torch.cat(xs) if len(xs) > 1 else xs[0]  # (B + M, *input_shape)
         g = learner.generator
         v1 = augment(x, g, noise=self.noise, drop=self.drop)
         v2 = augment(x, g, noise=self.noise, drop=self.drop)
         with torch.no_grad():
-            target = learner.fast.model(v2)  # (N, C)
-        return self.weight * F.mse_loss(learner.model(v1), target)
+            target = learner.fast.model(v2)  # (B + M, C)
+        return [Batch(v1, torch.full((len(x),), -1, dtype=torch.int64), None, {"target": target})]
+
+    def __call__(self, ctx: StepContext) -> Tensor | None:
+        pairs = self.replayed(ctx)
+        if not pairs:
+            return None
+        views, z = pairs[0]
+        return self.weight * F.mse_loss(z, views.extras["target"])
+
+
+class LabelledCE(Term):
+    """``CE(f(x), y)`` over the incoming samples that carry a label (``y >= 0``); 0 when none does.
+    Unlabelled samples (``y = -1``, semi-supervised streams) train through the view consistency."""
+
+    name = "ce"
+
+    def __call__(self, ctx: StepContext) -> Tensor:
+        y = ctx.batch.y
+        labelled = y >= 0
+        if bool(labelled.all()):
+            return ctx.learner.ce(ctx.logits, y, ctx.batch.task)
+        if not bool(labelled.any()):
+            return ctx.logits.sum() * 0.0
+        task = ctx.batch.task[labelled] if ctx.batch.task is not None else None
+        return ctx.learner.ce(ctx.logits[labelled], y[labelled], task)
+
+
+def _rows(batch: Batch, keep: Tensor) -> Batch:
+    return Batch(batch.x[keep], batch.y[keep], batch.task[keep] if batch.task is not None else None)
 
 
 class CLS(Learner):
@@ -269,6 +305,8 @@ class CLS(Learner):
     description = ("flagship CLS learner: DER++ replay by forgetting, stream-scaled fast/slow weight averages, "
                    "surprise-gated error memory and plasticity, view-consistency (our composition)")
     paper = "our composition of DER++ (Buzzega 2020), CLS-ER (Arani 2022), ReLoop2 (Zhu 2023), Mean Teacher (2017)"
+    #: semi-supervised streams: the loop hands it unlabelled samples (y = -1) too
+    learns_from_unlabelled = True
 
     def __init__(
         self,
@@ -323,7 +361,8 @@ class CLS(Learner):
                                  max_multiplier=max_multiplier)
         self.errors = ResidualStore(error_capacity)
         self.steps = 0
-        self.compose(IncomingCE(),
+        self.incoming: Batch | None = None
+        self.compose(LabelledCE(),
                      PrioritisedLogitReplay(alpha=alpha, beta=beta, priority=priority, replay_batch=replay_batch),
                      ViewConsistency(weight=consistency, noise=view_noise, drop=view_drop))
 
@@ -360,20 +399,37 @@ class CLS(Learner):
             self.errors.add(keys[poor], residual[poor], step=self.steps)
 
     # -- the protocol ---------------------------------------------------------------------------------
+    def context(self, batch: Batch) -> StepContext:
+        self.incoming = batch  # the view-consistency term augments it in its draw
+        try:
+            return super().context(batch)
+        finally:
+            self.incoming = None
+
+    def check_batch(self, batch: Batch) -> None:
+        """Labels in ``[0, n_classes)``, or ``-1`` for an unlabelled sample."""
+        labelled = batch.y[batch.y != -1]
+        super().check_batch(Batch(batch.x[: len(labelled)], labelled))
+
     def observe(self, batch: Batch) -> StepStats:
-        ctx = self.context(batch)  # incoming and both replay batches in one forward pass
+        ctx = self.context(batch)  # incoming, replay and view batches in one forward pass
+        labelled = batch.y >= 0
+        known = batch if bool(labelled.all()) else _rows(batch, labelled)
         with torch.no_grad():
-            per_sample = F.cross_entropy(self.mask(ctx.logits.detach(), batch.task), batch.y, reduction="none")
-        m = self.surprise.update(float(per_sample.mean()) if len(batch) else 0.0)
-        for group in self.opt.param_groups:
-            group["lr"] = self.lr * m
-        self._store_errors(batch)
+            per_sample = F.cross_entropy(self.mask(ctx.logits.detach()[labelled], known.task), known.y,
+                                         reduction="none")  # (L,) the labelled samples' loss
+        if len(known):
+            m = self.surprise.update(float(per_sample.mean()))
+            for group in self.opt.param_groups:
+                group["lr"] = self.lr * m
+            self._store_errors(known)
         loss = self.update(ctx)
-        self.memory.add(batch, logits=ctx.logits.detach(), loss=per_sample)
+        self.memory.add(known, logits=ctx.logits.detach()[labelled], loss=per_sample)
         self.steps += 1
         self.fast.update(self.model, self.steps)
         self.slow.update(self.model, self.steps)
-        self.record_seen(batch)
+        self.record_seen(known)
+        self.n_observed += len(batch) - len(known)
         return self.stats(ctx.logits, batch, loss)
 
     @torch.no_grad()
