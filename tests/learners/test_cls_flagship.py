@@ -9,7 +9,7 @@ import torch
 from lifelong.data import Batch
 from lifelong.errors import ConfigError
 from lifelong.learn.methods import make_learner
-from lifelong.learn.methods.cls import PrioritisedLogitReplay, Surprise, WeightAverage, augment
+from lifelong.learn.methods.cls import Surprise, WeightAverage, two_views
 from lifelong.learn.nets import mlp
 
 
@@ -120,18 +120,17 @@ def test_view_consistency_reads_no_labels_and_trains_the_network():
         lrn.observe(b)
     term = lrn.term("view_consistency")
     b = batches(1, seed=7)[0]
-    unlabelled = Batch(b.x, torch.full_like(b.y, -1))  # the term never reads a label
-    lrn.incoming = unlabelled
-    (views,) = term.draw(lrn, len(b))
-    assert len(views) == len(b) + lrn.term("prioritised_logit_replay").draw(lrn, len(b))[0].y.numel()
-    lrn.incoming = None
-    ctx = lrn.context(b)
+    ctx = lrn.context(Batch(b.x, torch.full_like(b.y, -1)))  # the term never reads a label
+    assert not torch.equal(ctx.batch.x, b.x)  # the step trains on the first view
+    (first, _), _ = ctx.replays[id(lrn.term("prioritised_logit_replay"))]
+    assert "view" in first.extras and not torch.equal(first.extras["view"], first.x)
     value = term(ctx)
     assert value is not None and float(value) > 0
     value.backward()
     assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in lrn.model.parameters())
     off = learner(consistency=0.0)
-    assert off.term("view_consistency")(off.context(b)) is None
+    ctx = off.context(b)
+    assert torch.equal(ctx.batch.x, b.x) and off.term("view_consistency")(ctx) is None
 
 
 def test_every_part_changes_the_run():
@@ -147,11 +146,12 @@ def test_every_part_changes_the_run():
         assert not torch.allclose(run(**off), full), off
 
 
-def test_augment_keeps_shapes_and_uses_only_the_given_generator():
+def test_two_views_differ_keep_shapes_and_use_only_the_given_generator():
     g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
     for x in (torch.randn(4, 8), torch.randn(4, 1, 6, 6)):
-        a, b = augment(x, g1, noise=0.1, drop=0.1), augment(x, g2, noise=0.1, drop=0.1)
-        assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
+        (a1, a2), (b1, b2) = two_views(x, g1, noise=0.1, drop=0.1), two_views(x, g2, noise=0.1, drop=0.1)
+        assert a1.shape == a2.shape == x.shape and torch.equal(a1, b1) and torch.equal(a2, b2)
+        assert not torch.equal(a1, a2) and not torch.equal(a1, x)
 
 
 def test_bad_options_are_config_errors():

@@ -30,14 +30,19 @@ Update rule (one SGD step per incoming batch ``(x, y)``, ``B`` samples; ``t`` co
    ``m_t = clip((f + ε)/(s + ε), 1, m_max)``; the step's learning rate is ``lr·m_t``. A shift of any
    kind (new classes, a new domain, a relabelled concept) raises the loss before the error rate
    saturates, so no chunk boundary is needed.
-2. **Error memory.** The inference model's predictions on ``x`` that are wrong or unsure (true-label
-   probability < 0.5) store their residuals (FIFO ring, fading with half-life ``error_half_life``).
-3. **Loss.** ``CE(f(x), y) + α·MSE(f(x_m), z_m) + β·CE(f(x'_m), y'_m) + λ_c·MSE(f(v₁), f̄_fast(v₂))``,
+2. **Error memory.** While surprised (``m_t > 1``), the inference model's predictions on ``x`` that
+   are wrong or unsure (true-label probability < 0.5) store their residuals (FIFO ring, fading with
+   half-life ``error_half_life`` steps).
+3. **Loss.** With ``(v₁, v₂) = views(x)`` and ``(v₁ᵐ, v₂ᵐ) = views(x_m)``:
+   ``CE(f(v₁), y) + α·MSE(f(v₁ᵐ), z_m) + β·CE(f(x'_m), y'_m) + λ_c·MSE(f([v₁; v₁ᵐ]), f̄_fast([v₂; v₂ᵐ]))``,
    where ``(x_m, z_m)`` and ``(x'_m, y'_m)`` are two replay batches drawn with probability
    ``(1 − ρ)/N + ρ·l_i/Σl`` (``l_i``: the sample's cross-entropy when last replayed, or at insertion),
-   and ``v₁, v₂`` are two independent augmentations (feature noise and masking for vectors, a small
-   random shift for images) of the incoming batch joined with the first replay batch. The replayed
-   samples' losses are written back to the buffer.
+   and ``views`` makes two cheap augmentations (antithetic feature noise and different feature
+   masks for vectors, independent shifts of up to two pixels for images). The network trains on
+   the first views themselves, so the consistency costs one gradient-free forward pass of the fast
+   average, not a second forward-backward. The buffer stores clean inputs with the logits of their
+   first view; the replayed samples' losses are written back to it. Unlabelled samples (``y = -1``)
+   enter only the consistency term.
 4. **Averages.** ``θ̄ ← a_t·θ̄ + (1 − a_t)·θ`` for the fast and the slow average, with
    ``a_t = 1 − 1/h_t`` and the horizon ``h_t = min(h_max, 1 + φ·t)``: each average covers the last
    fraction ``φ`` of the stream until the horizon reaches its cap.
@@ -80,13 +85,14 @@ Deviations
 from __future__ import annotations
 
 import copy
+from statistics import NormalDist
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lifelong.data import Batch
-from lifelong.errors import ConfigError
+from lifelong.errors import ConfigError, DataError
 from lifelong.learn.base import Learner, StepStats
 from lifelong.learn.memory import ReservoirMemory
 from lifelong.learn.methods.der import LogitReplay
@@ -113,6 +119,7 @@ class WeightAverage:
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
+        self._pairs: tuple | None = None  # (average's parameters, model's detached parameters, model)
 
     def decay(self, t: int) -> float:
         return 1.0 - 1.0 / min(self.max_horizon, 1.0 + self.fraction * t)
@@ -120,8 +127,9 @@ class WeightAverage:
     @torch.no_grad()
     def update(self, model: nn.Module, t: int) -> None:
         """``θ̄ ← a_t·θ̄ + (1 − a_t)·θ`` in one fused pass (``torch._foreach_lerp_``)."""
-        torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in model.parameters()],
-                             1.0 - self.decay(t))
+        if self._pairs is None or self._pairs[2] is not model:
+            self._pairs = (list(self.model.parameters()), [p.detach() for p in model.parameters()], model)
+        torch._foreach_lerp_(self._pairs[0], self._pairs[1], 1.0 - self.decay(t))
 
 
 class Surprise:
@@ -178,7 +186,6 @@ class PrioritisedLogitReplay(LogitReplay):
     def __init__(self, *, alpha: float, beta: float, priority: float, replay_batch: int | None = None) -> None:
         super().__init__(alpha=alpha, beta=beta, replay_batch=replay_batch)
         self.priority = priority
-        self.last_draw: list[Batch] = []
 
     def probabilities(self, memory: ReservoirMemory) -> Tensor:
         """(N,) the draw probability of each stored sample."""
@@ -192,17 +199,19 @@ class PrioritisedLogitReplay(LogitReplay):
 
     def draw(self, learner: Learner, n_incoming: int) -> list[Batch]:
         memory = learner.memory
-        self.last_draw = []
         if not len(memory):
             return []
         n = min(self.replay_batch or n_incoming, len(memory))
         p = self.probabilities(memory)
         out = []
-        for _ in range(2 if self.beta else 1):
+        for i in range(2 if self.beta else 1):
             idx = torch.multinomial(p, n, replacement=False, generator=learner.generator)
             b = memory.get(idx)
-            out.append(Batch(b.x, b.y, b.task, {**b.extras, "slot": idx}))
-        self.last_draw = out  # the view-consistency term augments the first batch
+            extras = {**b.extras, "slot": idx}
+            x = b.x
+            if i == 0 and getattr(learner, "views_on", False):  # trained on v₁; v₂ for the consistency
+                x, extras["view"] = learner.views(x)
+            out.append(Batch(x, b.y, b.task, extras))
         return out
 
     def __call__(self, ctx: StepContext) -> Tensor | None:
@@ -221,62 +230,73 @@ class PrioritisedLogitReplay(LogitReplay):
         return value
 
 
-def augment(x: Tensor, generator: torch.Generator, *, noise: float, drop: float) -> Tensor:
-    """A cheap random view of ``x``: images (N, C, H, W) or (N, H, W) are shifted by up to two pixels
-    (one shift per batch, zero fill); every input gets Gaussian noise of ``noise`` times the batch's
-    standard deviation and, for vectors, a random ``drop`` fraction of its features set to zero."""
-    if x.dim() >= 3:
-        dy, dx = (int(v) for v in torch.randint(-2, 3, (2,), generator=generator))
-        x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
-        if dy:
-            x[..., slice(0, dy) if dy > 0 else slice(dy, None), :] = 0
-        if dx:
-            x[..., slice(0, dx) if dx > 0 else slice(dx, None)] = 0
-    elif drop > 0:
-        x = x * (torch.rand(x.shape, generator=generator) >= drop)
-    if noise > 0:
-        x = x + noise * x.std() * torch.randn(x.shape, generator=generator)
+def _shift(x: Tensor, dy: int, dx: int) -> Tensor:
+    """``x`` (..., H, W) shifted by (dy, dx) pixels with zero fill."""
+    x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+    if dy:
+        x[..., slice(0, dy) if dy > 0 else slice(dy, None), :] = 0
+    if dx:
+        x[..., slice(0, dx) if dx > 0 else slice(dx, None)] = 0
     return x
+
+
+def two_views(x: Tensor, generator: torch.Generator, *, noise: float, drop: float,
+              bank: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Two cheap random views of ``x`` (N, ...): antithetic noise ``x ± noise·std(x)·z``; for
+    vectors, feature masks that drop ``drop`` of the features each, never the same ones (``z' <
+    q`` and ``z' > −q`` with ``q`` the standard normal's ``1 − drop`` quantile); for images (N, C,
+    H, W) or (N, H, W), an independent shift of up to two pixels each.
+
+    ``z`` and ``z'`` are rows of ``bank`` (R, numel) picked at random, or fresh Gaussian draws
+    without a bank: a bank drawn once makes a view cost one index instead of two Gaussian draws
+    of the batch's size.
+    """
+    flat = x.reshape(len(x), -1)
+    if bank is None:
+        z = torch.randn((2, *flat.shape), generator=generator)
+    else:
+        z = bank[torch.randint(len(bank), (2, len(x)), generator=generator)]  # (2, N, numel)
+    n = z[0] * (noise * float(flat.std())) if noise > 0 and len(x) > 1 else torch.zeros_like(flat)
+    v1, v2 = flat + n, flat - n
+    if x.dim() < 3 and drop > 0:
+        q = NormalDist().inv_cdf(1.0 - drop)
+        v1, v2 = v1 * (z[1] < q), v2 * (z[1] > -q)
+    v1, v2 = v1.view(x.shape), v2.view(x.shape)
+    if x.dim() >= 3:
+        dy1, dx1, dy2, dx2 = (int(v) for v in torch.randint(-2, 3, (4,), generator=generator))
+        return _shift(v1, dy1, dx1), _shift(v2, dy2, dx2)
+    return v1, v2
 
 
 class ViewConsistency(Term):
     """``weight·MSE(f(v₁), f̄(v₂))``: the working network on one augmented view against the fast
-    average on another, over the incoming batch joined with the replay term's first batch. Labels
-    are not read: the term trains on unlabelled samples as well.
+    average on another, over the incoming batch and the replay term's first batch. Labels are not
+    read: the term trains on unlabelled samples as well.
 
-    ``v₁`` is drawn like a replay batch (:meth:`draw`), so its forward pass shares the step's one
-    call with the incoming and replay batches; the fast average's target on ``v₂`` is computed
-    there too, without a graph.
+    The step trains on the first views themselves (the incoming batch and the logit-replay batch
+    enter the forward pass as ``v₁``, as DER++ augments its inputs), so the term adds no
+    forward-backward rows: only the fast average's forward pass on the second views, without a
+    graph. :meth:`CLS.context` makes the incoming views, the replay term the replayed ones.
     """
 
     name = "view_consistency"
-    draws = True
 
-    def __init__(self, *, weight: float, noise: float, drop: float) -> None:
-        self.weight, self.noise, self.drop = weight, noise, drop
-
-    def draw(self, learner: Learner, n_incoming: int) -> list[Batch]:
-        incoming = getattr(learner, "incoming", None)
-        if self.weight <= 0 or incoming is None:
-            return []
-        xs = [incoming.x]
-        replay = learner.term("prioritised_logit_replay")
-        if replay.last_draw:
-            xs.append(replay.last_draw[0].x)
-        x = torch.cat(xs) if len(xs) > 1 else xs[0]  # (B + M, *input_shape)
-        g = learner.generator
-        v1 = augment(x, g, noise=self.noise, drop=self.drop)
-        v2 = augment(x, g, noise=self.noise, drop=self.drop)
-        with torch.no_grad():
-            target = learner.fast.model(v2)  # (B + M, C)
-        return [Batch(v1, torch.full((len(x),), -1, dtype=torch.int64), None, {"target": target})]
+    def __init__(self, *, weight: float) -> None:
+        self.weight = weight
 
     def __call__(self, ctx: StepContext) -> Tensor | None:
-        pairs = self.replayed(ctx)
-        if not pairs:
+        learner = ctx.learner
+        second = getattr(learner, "second_view", None)
+        if self.weight <= 0 or second is None:
             return None
-        views, z = pairs[0]
-        return self.weight * F.mse_loss(z, views.extras["target"])
+        students, seconds = [ctx.logits], [second]
+        pairs = ctx.replays.get(id(learner.term("prioritised_logit_replay")))
+        if pairs and "view" in pairs[0][0].extras:
+            students.append(pairs[0][1])
+            seconds.append(pairs[0][0].extras["view"])
+        with torch.no_grad():
+            target = learner.fast.model(torch.cat(seconds))  # (B + M, C)
+        return self.weight * F.mse_loss(torch.cat(students), target)
 
 
 class LabelledCE(Term):
@@ -361,10 +381,11 @@ class CLS(Learner):
                                  max_multiplier=max_multiplier)
         self.errors = ResidualStore(error_capacity)
         self.steps = 0
-        self.incoming: Batch | None = None
+        self.second_view: Tensor | None = None  # the incoming batch's second view, during a step
+        self._bank: Tensor | None = None  # (512, numel) noise patterns of the views
         self.compose(LabelledCE(),
                      PrioritisedLogitReplay(alpha=alpha, beta=beta, priority=priority, replay_batch=replay_batch),
-                     ViewConsistency(weight=consistency, noise=view_noise, drop=view_drop))
+                     ViewConsistency(weight=consistency))
 
     # -- the fast memory ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -399,17 +420,35 @@ class CLS(Learner):
             self.errors.add(keys[poor], residual[poor], step=self.steps)
 
     # -- the protocol ---------------------------------------------------------------------------------
+    @property
+    def views_on(self) -> bool:
+        return self.consistency > 0
+
+    def views(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Two augmented views of ``x`` (:func:`two_views`): rows of a bank of 512 Gaussian patterns,
+        drawn once from the seed (not state: rebuilt identically), picked by the learner's generator."""
+        numel = x[0].numel()
+        if self._bank is None or self._bank.shape[1] != numel:
+            g = torch.Generator().manual_seed(derive_seed(self.seed, "views"))
+            self._bank = torch.randn((512, numel), generator=g)
+        return two_views(x, self.generator, noise=self.view_noise, drop=self.view_drop, bank=self._bank)
+
     def context(self, batch: Batch) -> StepContext:
-        self.incoming = batch  # the view-consistency term augments it in its draw
-        try:
-            return super().context(batch)
-        finally:
-            self.incoming = None
+        """The step's forward pass on the first view of the incoming batch (its second view is kept
+        in ``second_view`` for the consistency term), with the replay batches drawn and joined."""
+        self.second_view = None
+        if self.views_on:
+            v1, self.second_view = self.views(batch.x)
+            batch = Batch(v1, batch.y, batch.task)
+        return super().context(batch)
 
     def check_batch(self, batch: Batch) -> None:
         """Labels in ``[0, n_classes)``, or ``-1`` for an unlabelled sample."""
-        labelled = batch.y[batch.y != -1]
-        super().check_batch(Batch(batch.x[: len(labelled)], labelled))
+        if batch.y.numel():
+            lo, hi = torch.aminmax(batch.y)
+            if int(lo) < -1 or int(hi) >= self.n_classes:
+                raise DataError(f"labels must lie in [0, {self.n_classes - 1}] (or be -1: unlabelled), "
+                                f"got {int(lo)}..{int(hi)}")
 
     def observe(self, batch: Batch) -> StepStats:
         ctx = self.context(batch)  # incoming, replay and view batches in one forward pass
@@ -422,7 +461,8 @@ class CLS(Learner):
             m = self.surprise.update(float(per_sample.mean()))
             for group in self.opt.param_groups:
                 group["lr"] = self.lr * m
-            self._store_errors(known)
+            if self.error_weight > 0 and self.surprise.gate > 0:  # the memory records (and corrects) shifts only
+                self._store_errors(known)
         loss = self.update(ctx)
         self.memory.add(known, logits=ctx.logits.detach()[labelled], loss=per_sample)
         self.steps += 1
