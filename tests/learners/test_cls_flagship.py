@@ -121,7 +121,7 @@ def test_view_consistency_reads_no_labels_and_trains_the_network():
     term = lrn.term("view_consistency")
     b = batches(1, seed=7)[0]
     ctx = lrn.context(Batch(b.x, torch.full_like(b.y, -1)))  # the term never reads a label
-    assert not torch.equal(ctx.batch.x, b.x)  # the step trains on the first view
+    assert torch.equal(ctx.batch.x, b.x) and not torch.equal(lrn.second_view, b.x)  # the teacher's view
     (first, _), _ = ctx.replays[id(lrn.term("prioritised_logit_replay"))]
     assert "view" in first.extras and not torch.equal(first.extras["view"], first.x)
     value = term(ctx)
