@@ -7,7 +7,8 @@ Each stream is a run config with only ``[dataset]``, ``[scenario]`` (and, for th
 95% t-interval over seeds. ``--learners`` adds ablations as ``name:key=value,key=value``.
 
 Writes ``benchmarks/results/flagship.json``. Never asserts on time.
-Run: ``python benchmarks/flagship.py [--streams a,b] [--learners er,derpp,cls_er,cls] [--seeds 0,1,2]``.
+Run: ``python benchmarks/flagship.py [--streams a,b] [--learners er,derpp,cls_er,cls] [--seeds 0,1,2]``;
+``--cost`` prints the per-step cost of cls against DER++ and ER instead.
 """
 
 from __future__ import annotations
@@ -83,13 +84,50 @@ def paired(a: list[float], b: list[float]) -> str:
     return f"{d.mean():+.3f} ± {half:.3f}"
 
 
+def step_cost(name: str, batch: int, dim: int, n: int = 150, **hp) -> float:
+    """Milliseconds per ``observe`` of learner ``name`` (defaults) on an MLP dim-256-256-10, random
+    batches of ``batch`` samples, after 30 warm-up steps (the replay memory is then non-empty)."""
+    import torch
+
+    from lifelong.data import Batch
+    from lifelong.learn.methods import make_learner
+    from lifelong.learn.nets import mlp
+
+    learner = make_learner(name, mlp((dim,), 10, hidden=(256, 256), seed=0), seed=0, **hp)
+    g = torch.Generator().manual_seed(0)
+    bs = [Batch(torch.randn(batch, dim, generator=g), torch.randint(0, 10, (batch,), generator=g)) for _ in range(n)]
+    for b in bs[:30]:
+        learner.observe(b)
+    t = time.perf_counter()
+    for b in bs[30:]:
+        learner.observe(b)
+    return (time.perf_counter() - t) / (n - 30) * 1e3
+
+
+def cost_table(repeats: int = 3) -> None:
+    """The step cost of cls against DER++ and ER, interleaved ``repeats`` times (the minimum is
+    the least disturbed by other load)."""
+    for batch, dim in ((10, 64), (10, 784), (32, 784)):
+        times: dict[str, list[float]] = {"er": [], "derpp": [], "cls": []}
+        for _ in range(repeats):
+            for k in times:
+                times[k].append(step_cost(k, batch, dim))
+        best = {k: min(v) for k, v in times.items()}
+        print(f"batch {batch}, input {dim}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in best.items())
+              + f"; cls/derpp {best['cls'] / best['derpp']:.2f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--cost", action="store_true", help="only the per-step cost table (cls, DER++, ER)")
     ap.add_argument("--streams", default=",".join(STREAMS))
     ap.add_argument("--learners", default="er,derpp,cls_er,cls")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
+    if args.cost:
+        cost_table()
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
