@@ -62,8 +62,23 @@ What is new
 - The composition itself: DER++'s objective, CLS-ER's averages and a label-free consistency to the
   fast average, in one step with one fused forward pass for the incoming and replay batches.
 
+Defaults are set by design, not tuned on a benchmark: DER++'s ``α = 1, β = 0.5``; ``ρ = 0.5`` (half
+uniform, half by loss, so every stored sample keeps a chance); slow average ``φ = 0.1`` capped at
+1000 steps, fast average ``φ = 0.5`` capped at 20 (the teacher tracks the working network); surprise
+rates 0.3 / 0.02 as homeostatic's, ``m_max = 2``; ReLoop2's error-memory settings; views with noise
+0.1·std and 10% of features masked; consistency weight 0.5. Measured against ER, DER++ and CLS-ER
+on seven streams, with an ablation, in BENCHMARKS.md ("Flagship learner (issue 14)"): the slow
+average is most of the gain on short streams; the view consistency adds nothing measurable on
+labelled streams, and the surprise-gated error memory cannot show in final accuracy (it is silent
+once the loss settles). Per step it costs 2.0–2.4× DER++.
+
+Semi-supervised streams (``label_fraction < 1``): ``learns_from_unlabelled = True``, so the loop
+hands it unlabelled samples (``y = -1``); they train only through the view consistency, and the
+buffer, the error memory and the surprise signal take the labelled ones.
+
 Settings: class-, task- and domain-incremental, online/task-free, blurry and concept-drift streams
-(no boundaries needed; ``end_chunk`` does nothing).
+(no boundaries needed; ``end_chunk`` does nothing). Untested: streams of tens of thousands of steps
+(where the averages' caps, not their fractions, set the horizons).
 
 Deviations
 ----------
@@ -74,8 +89,9 @@ Deviations
   which needs no label. Of its two views the student's is the identity (the clean input), as in
   Mean Teacher's noise on the teacher side: measured on MNIST-1D online (seeds 0-2), training the
   network on an augmented view as well cost 0.02 of final ACC (0.273 against 0.293 with the clean
-  student, 0.294 without the term); CLS-ER's stochastic update frequencies are dropped (every step updates both
-  averages; the horizon sets their speed).
+  student, 0.294 without the term).
+- CLS-ER's stochastic update frequencies are dropped (every step updates both averages; the
+  horizon sets their speed).
 - ReLoop2's correction is added to the slow average's probabilities and gated by surprise (above);
   keys are the slow average's features.
 - The homeostatic rule is applied to the loss rather than the error rate (the loss moves before
