@@ -157,8 +157,10 @@ class Surprise:
     Examples
     --------
     >>> s = Surprise(fast_rate=0.5, slow_rate=0.01, eps=0.05, max_multiplier=2.0)
-    >>> s.update(0.1), round(s.update(2.0), 2)  # a jump in the loss raises the multiplier
-    (1.0, 2.0)
+    >>> [s.update(0.1) for _ in range(30)][-1]
+    1.0
+    >>> s.update(2.0), s.gate  # a jump in the loss raises the multiplier (to its cap here)
+    (2.0, 1.0)
     """
 
     def __init__(self, *, fast_rate: float, slow_rate: float, eps: float, max_multiplier: float) -> None:
