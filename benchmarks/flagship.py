@@ -42,6 +42,8 @@ STREAMS: dict[str, dict] = {
                           "train": {"epochs": 1, "batch_size": 10}},
     "mnist1d-online-b10": {"dataset": {"name": "mnist1d"}, "scenario": {"name": "online", "n_chunks": 5},
                            "train": {"epochs": 1, "batch_size": 10}},
+    "digits-blurry": {"dataset": {"name": "digits"}, "scenario": {"name": "blurry", "n_chunks": 5}},
+    "digits-drift": {"dataset": {"name": "digits"}, "scenario": {"name": "concept_drift"}},
 }
 
 
