@@ -70,7 +70,7 @@ rates 0.3 / 0.02 as homeostatic's, ``m_max = 2``; ReLoop2's error-memory setting
 on seven streams, with an ablation, in BENCHMARKS.md ("Flagship learner (issue 14)"): the slow
 average is most of the gain on short streams; the view consistency adds nothing measurable on
 labelled streams, and the surprise-gated error memory cannot show in final accuracy (it is silent
-once the loss settles). Per step it costs 2.0–2.4× DER++.
+once the loss settles). Per step it costs 2.0–3.1× DER++ (above the issue's 2× bar).
 
 Semi-supervised streams (``label_fraction < 1``): ``learns_from_unlabelled = True``, so the loop
 hands it unlabelled samples (``y = -1``); they train only through the view consistency, and the
