@@ -45,7 +45,8 @@ from lifelong.registry import Registry
 from lifelong.seeding import derive_seed
 
 __all__ = ["SCENARIOS", "ScenarioInfo", "Stream", "blurry", "build_stream", "class_incremental", "concept_drift",
-           "domain_incremental", "online", "river_drift", "rotate", "split_cifar10", "split_cifar100", "task_incremental"]
+           "domain_incremental", "hide_labels", "online", "river_drift", "rotate", "split_cifar10", "split_cifar100",
+           "task_incremental"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,11 +350,52 @@ def scenario_options(name: str, options: dict[str, object]) -> dict[str, object]
     lifelong.errors.ConfigError: scenario 'blurry': n_chunks must be an integer, got 2.5
     """
     info = SCENARIOS.lookup(name)
-    return check_options(info.build, options, where=f"scenario {name!r}:", skip=RUNNER_FILLED)
+    options = dict(options)
+    fraction = options.pop("label_fraction", None)  # every scenario takes it (hide_labels)
+    out = check_options(info.build, options, where=f"scenario {name!r}:", skip=RUNNER_FILLED)
+    if fraction is not None:
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < float(fraction) <= 1.0:
+            raise ConfigError(f"scenario {name!r}: label_fraction must be a number in (0, 1] (the seeded share of "
+                              f"training samples that keep their label), got {fraction!r}")
+        out["label_fraction"] = float(fraction)
+    return out
 
 
 def build_stream(name: str, ds: Dataset, *, seed: int, **options: object) -> Stream:
     """Build a registered scenario; an unknown name, an unknown option or an option of the wrong
-    type raises :class:`ConfigError` (checked before anything is built)."""
+    type raises :class:`ConfigError` (checked before anything is built).
+
+    Every scenario also takes ``label_fraction`` (default 1.0): see :func:`hide_labels`.
+    """
     opts = scenario_options(name, options)
-    return SCENARIOS[name].build(ds, seed=seed, **opts)
+    fraction = opts.pop("label_fraction", 1.0)
+    return hide_labels(SCENARIOS[name].build(ds, seed=seed, **opts), fraction, seed=seed)
+
+
+def hide_labels(stream: Stream, fraction: float, *, seed: int) -> Stream:
+    """A semi-supervised view of ``stream``: in each training chunk a seeded ``fraction`` of the
+    samples keep their label (``round(fraction·n)``, at least one), the others get ``y = -1``. The
+    evaluation sets keep every label. ``fraction = 1`` returns ``stream`` itself.
+
+    The loop hands a learner only the labelled samples of each batch unless the learner declares
+    ``learns_from_unlabelled = True`` (:func:`lifelong.learn.loop.labelled_only`).
+
+    Examples
+    --------
+    >>> from lifelong.data.datasets import load_dataset
+    >>> s = hide_labels(class_incremental(load_dataset("blobs", seed=0), n_chunks=2), 0.1, seed=0)
+    >>> c = s.chunks[0]
+    >>> int((c.y >= 0).sum()), len(c), s.info["label_fraction"]
+    (50, 500, 0.1)
+    """
+    if fraction >= 1.0:
+        return stream
+    chunks = []
+    for c in stream.chunks:
+        g = torch.Generator().manual_seed(derive_seed(seed, f"labels/{c.index}"))
+        n = len(c)
+        keep = torch.randperm(n, generator=g)[: max(1, round(fraction * n))]
+        y = torch.full_like(c.y, -1)
+        y[keep] = c.y[keep]
+        chunks.append(replace(c, y=y))
+    return replace(stream, chunks=chunks, info={**stream.info, "label_fraction": fraction})

@@ -163,6 +163,20 @@ def check_new_classes(stream: Stream, learner: LearnerProtocol) -> None:
     )
 
 
+def labelled_only(batch: Batch, learner: LearnerProtocol) -> Batch | None:
+    """The batch a learner trains on in a semi-supervised stream (``label_fraction < 1``: unlabelled
+    samples have ``y = -1``): all of it for a learner that declares ``learns_from_unlabelled =
+    True``, else only its labelled samples (None when it has none)."""
+    if getattr(learner, "learns_from_unlabelled", False):
+        return batch
+    keep = batch.y >= 0
+    if bool(keep.all()):
+        return batch
+    if not bool(keep.any()):
+        return None
+    return Batch(batch.x[keep], batch.y[keep], batch.task[keep] if batch.task is not None else None)
+
+
 def iter_run(
     stream: Stream, learner: LearnerProtocol, cfg: LoopConfig, *, seed: int,
     start_chunk: int = 0, start_step: int = 0, meta: dict | None = None,
@@ -179,6 +193,7 @@ def iter_run(
     check_new_classes(stream, learner)
     chunks = training_view(stream, learner.data_view)
     sleeping = set(stream.info.get("sleep_chunks", ())) if learner.data_view == "stream" else set()
+    semi = stream.info.get("label_fraction", 1.0) < 1.0  # some training labels are hidden (y = -1)
     step = start_step
     device = learner_device(learner)  # each batch is moved there once, as it is drawn
     if start_chunk == 0:
@@ -195,6 +210,8 @@ def iter_run(
             if cfg.near_future:
                 batches = list(batches)
             for i, batch in enumerate(batches):
+                if semi and (batch := labelled_only(batch, learner)) is None:
+                    continue  # no labelled sample, and the learner uses labelled ones only
                 batch = to_device(batch, device)
                 if chunk.index in sleeping:
                     s, extra = sleep_step(learner, batch, g)
