@@ -24,6 +24,7 @@ A run config looks like::
     eval_every = 0
     device = "auto"               # cpu, cuda, cuda:N, mps; auto picks an accelerator if present
     augment = "none"              # "crop_flip": random crop (padding 4) + horizontal flip
+    precision = "fp32"            # "bf16" (CPU or GPU) or "fp16" (CUDA) autocast in the step
 
     [track]                       # optional, off by default (lifelong.experiments.track)
     tensorboard = "runs/tb"       # needs pip install 'lifelong[tensorboard]'
@@ -74,6 +75,7 @@ from lifelong.data.scenarios import SCENARIOS, scenario_options
 from lifelong.device import check_device_spec
 from lifelong.errors import ConfigError
 from lifelong.learn.augment import AUGMENTATIONS
+from lifelong.learn.base import PRECISIONS
 from lifelong.learn.methods import LEARNERS, check_hyperparameters, hyperparameters
 from lifelong.learn.nets import FACTORY_FILLED, MODELS, factory_takes_any, load_factory
 from lifelong.options import check_options
@@ -84,7 +86,7 @@ TOP_LEVEL = ("name", "seeds", "threads", "checkpoint", "plugins")
 #: The optional ``[track]`` table: where records and final metrics are mirrored (all strings).
 TRACK_KEYS = ("tensorboard", "mlflow", "experiment")
 TRAIN_KEYS = {"epochs": int, "batch_size": int, "lr": float, "momentum": float, "eval_every": int, "eval_batch_size": int,
-              "near_future": int, "device": str, "augment": str}
+              "near_future": int, "device": str, "augment": str, "precision": str}
 #: ``[train]`` keys the run passes to the learner (when it takes them): set here and nowhere else.
 TRAIN_TO_LEARNER = ("lr", "momentum", "augment")
 #: Learner parameters a config may not set in ``[learner]``, and why.
@@ -158,6 +160,11 @@ def check_train(section: dict[str, Any], *, keys: Any = TRAIN_KEYS, where: str =
             raise ConfigError(f"unknown key {k!r} in {where}; known keys: {sorted(keys)}")
         if k == "device":
             out[k] = check_device_spec(v)
+            continue
+        if k == "precision":
+            if v not in PRECISIONS:
+                raise ConfigError(f"[train] precision must be one of {', '.join(map(repr, PRECISIONS))}, got {v!r}")
+            out[k] = v
             continue
         if k == "augment":
             if not isinstance(v, str) or v not in AUGMENTATIONS:
@@ -371,7 +378,7 @@ def override(cfg: RunConfig, *, note: "Callable[[str], None] | None" = None, **f
         "label": ("dataset", "label"), "standardize": ("dataset", "standardize"),
         "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
         "eval_every": ("train", "eval_every"), "n_chunks": ("scenario", "n_chunks"), "device": ("train", "device"),
-        "augment": ("train", "augment"), "tensorboard": ("track", "tensorboard"), "mlflow": ("track", "mlflow"),
+        "augment": ("train", "augment"), "precision": ("train", "precision"), "tensorboard": ("track", "tensorboard"), "mlflow": ("track", "mlflow"),
     }
     registries = {"learner": LEARNERS, "scenario": SCENARIOS, "dataset": DATASETS}
     flags = {k: v for k, v in flags.items() if v is not None}
