@@ -67,3 +67,9 @@ def test_fp16_on_cuda_uses_a_gradient_scaler_and_stays_within_noise_of_fp32():
         runs[p] = (run, classic_metrics(list(iter_seed(run)), 0))
     assert runs["fp16"][0].learner.scaler is not None
     assert abs(runs["fp16"][1]["acc"] - runs["fp32"][1]["acc"]) <= 0.1
+
+
+def test_the_precision_flag_sets_the_train_key():
+    from lifelong.experiments.config import override
+
+    assert override(from_dict(BASE), precision="bf16").train["precision"] == "bf16"
