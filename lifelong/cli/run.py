@@ -120,9 +120,12 @@ def run(
     model: Annotated[Optional[str], typer.Option(help="network: mlp, cnn, resnet18, resnet32 (options in [model] of a config)")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N, mps or auto (default: an accelerator if present)")] = None,
     augment: Annotated[Optional[str], typer.Option(help="image augmentation: crop_flip (the CIFAR protocol), crop, flip or none")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="fp32 (default), bf16 (CPU or GPU) or fp16 (CUDA): autocast in the training step")] = None,
     memory: Annotated[Optional[int], typer.Option(help="memory size (replay learners; a learner without a memory ignores it, with a note)")] = None,
     n_chunks: Annotated[Optional[int], typer.Option("--n-chunks")] = None,
     eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="also evaluate every N batches")] = None,
+    tensorboard: Annotated[Optional[str], typer.Option("--tensorboard", metavar="DIR", help="also log every record and the final metrics to TensorBoard under DIR/<name>/ (pip install 'lifelong[tensorboard]')")] = None,
+    mlflow: Annotated[Optional[str], typer.Option("--mlflow", metavar="URI", help="also log them to MLflow at this tracking URI, e.g. sqlite:///mlflow.db (pip install 'lifelong[mlflow]')")] = None,
     name: Annotated[Optional[str], typer.Option(help="run name: output goes to RUNS/<name>")] = None,
     runs: Annotated[Path, typer.Option(help="parent directory of run directories")] = Path("runs"),
     resume: Annotated[Optional[Path], typer.Option(help="continue the run in this directory")] = None,
@@ -144,7 +147,8 @@ def run(
     flags = dict(learner=learner, scenario=scenario, dataset=dataset, data=data, label=label,
                  standardize=standardize, data_dir=data_dir, download=download,
                  seeds=seed_list, epochs=epochs, batch_size=batch_size, lr=lr, mem_size=memory,
-                 n_chunks=n_chunks, eval_every=eval_every, name=name, model=model, device=device, augment=augment)
+                 n_chunks=n_chunks, eval_every=eval_every, name=name, model=model, device=device, augment=augment,
+                 tensorboard=tensorboard, mlflow=mlflow, precision=precision)
     # Everything below is checked (config, flags, names) before any data is read.
     if config is not None:
         base = load_config(config)

@@ -24,6 +24,11 @@ A run config looks like::
     eval_every = 0
     device = "auto"               # cpu, cuda, cuda:N, mps; auto picks an accelerator if present
     augment = "none"              # "crop_flip": random crop (padding 4) + horizontal flip
+    precision = "fp32"            # "bf16" (CPU or GPU) or "fp16" (CUDA) autocast in the step
+
+    [track]                       # optional, off by default (lifelong.experiments.track)
+    tensorboard = "runs/tb"       # needs pip install 'lifelong[tensorboard]'
+    mlflow = "sqlite:///mlflow.db"  # a tracking URI; needs pip install 'lifelong[mlflow]'
 
     [learner]
     name = "er"
@@ -70,6 +75,7 @@ from lifelong.data.scenarios import SCENARIOS, scenario_options
 from lifelong.device import check_device_spec
 from lifelong.errors import ConfigError
 from lifelong.learn.augment import AUGMENTATIONS
+from lifelong.learn.base import PRECISIONS
 from lifelong.learn.methods import LEARNERS, check_hyperparameters, hyperparameters
 from lifelong.learn.nets import FACTORY_FILLED, MODELS, factory_takes_any, load_factory
 from lifelong.options import check_options
@@ -77,8 +83,10 @@ from lifelong.plugins import load_plugins
 
 SECTIONS = ("dataset", "scenario", "model", "train", "learner")
 TOP_LEVEL = ("name", "seeds", "threads", "checkpoint", "plugins")
+#: The optional ``[track]`` table: where records and final metrics are mirrored (all strings).
+TRACK_KEYS = ("tensorboard", "mlflow", "experiment")
 TRAIN_KEYS = {"epochs": int, "batch_size": int, "lr": float, "momentum": float, "eval_every": int, "eval_batch_size": int,
-              "near_future": int, "device": str, "augment": str}
+              "near_future": int, "device": str, "augment": str, "precision": str}
 #: ``[train]`` keys the run passes to the learner (when it takes them): set here and nowhere else.
 TRAIN_TO_LEARNER = ("lr", "momentum", "augment")
 #: Learner parameters a config may not set in ``[learner]``, and why.
@@ -114,6 +122,7 @@ class RunConfig:
     # (lifelong.experiments.protocol) once the data is loaded, and writes it to config.toml
     train: dict[str, Any] = field(default_factory=dict)
     learner: dict[str, Any] = field(default_factory=lambda: {"name": "naive"})
+    track: dict[str, str] = field(default_factory=dict)  # [track]: TensorBoard dir, MLflow URI; empty = off
 
     @property
     def learner_name(self) -> str:
@@ -123,6 +132,8 @@ class RunConfig:
         d = asdict(self)
         d["seeds"] = list(self.seeds)
         d["plugins"] = list(self.plugins)
+        if not d["track"]:  # off: config.toml stays as it was before tracking existed
+            del d["track"]
         return d
 
     def to_toml(self) -> str:
@@ -150,6 +161,11 @@ def check_train(section: dict[str, Any], *, keys: Any = TRAIN_KEYS, where: str =
         if k == "device":
             out[k] = check_device_spec(v)
             continue
+        if k == "precision":
+            if v not in PRECISIONS:
+                raise ConfigError(f"[train] precision must be one of {', '.join(map(repr, PRECISIONS))}, got {v!r}")
+            out[k] = v
+            continue
         if k == "augment":
             if not isinstance(v, str) or v not in AUGMENTATIONS:
                 raise ConfigError(f"[train] augment must be one of {', '.join(map(repr, AUGMENTATIONS))}, got {v!r}")
@@ -157,6 +173,19 @@ def check_train(section: dict[str, Any], *, keys: Any = TRAIN_KEYS, where: str =
             continue
         out[k] = _check_positive("train", k, v, TRAIN_KEYS[k])
     return out
+
+
+def check_track(section: Any) -> dict[str, str]:
+    """The ``[track]`` table: known keys, each a non-empty string. Returns it as given."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"[track] must be a table, got {type(section).__name__}")
+    for k, v in section.items():
+        if k not in TRACK_KEYS:
+            raise ConfigError(f"unknown key {k!r} in [track]; known keys: {list(TRACK_KEYS)} "
+                              f"(tensorboard = \"DIR\", mlflow = \"URI\", experiment = \"NAME\")")
+        if not isinstance(v, str) or not v:
+            raise ConfigError(f"[track] {k} must be a non-empty string, got {v!r}")
+    return dict(section)
 
 
 def read_plugins(data: dict[str, Any]) -> tuple[str, ...]:
@@ -242,11 +271,11 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
     for key, why in RETIRED_SECTIONS.items():
         if key in data:
             raise ConfigError(why)
-    unknown = sorted(set(data) - set(SECTIONS) - set(TOP_LEVEL))
+    unknown = sorted(set(data) - set(SECTIONS) - set(TOP_LEVEL) - {"track"})
     if unknown:
         raise ConfigError(
             f"unknown config key(s) {', '.join(map(repr, unknown))}; top-level keys are {list(TOP_LEVEL)} "
-            f"and sections are {list(SECTIONS)}"
+            f"and sections are {list(SECTIONS) + ['track']}"
         )
     plugins = read_plugins(data)  # before any name is looked up
     base = RunConfig()
@@ -286,7 +315,7 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
     if not isinstance(checkpoint, bool):
         raise ConfigError(f"checkpoint must be true or false, got {checkpoint!r}")
     return RunConfig(name=name, seeds=tuple(seeds), threads=threads, checkpoint=checkpoint, plugins=plugins,
-                     **sections)
+                     track=check_track(data.get("track", {})), **sections)
 
 
 def parse_toml(text: str, *, source: str = "config") -> dict[str, Any]:
@@ -318,7 +347,7 @@ def override(cfg: RunConfig, *, note: "Callable[[str], None] | None" = None, **f
 
     Keys: learner, scenario, dataset, model (a built-in network by name), data (a user file: dataset ``file`` with that ``path``),
     label and standardize (the file's options), data_dir, download, seeds, epochs, batch_size, lr, device, augment,
-    mem_size, n_chunks, name, eval_every, threads.
+    mem_size, n_chunks, name, eval_every, threads, tensorboard and mlflow (``[track]``).
 
     - Names may be typed with hyphens (``class-incremental``, ``cls-er``): a name that is not
       registered as typed but is with ``-`` read as ``_`` becomes the registered one.
@@ -343,12 +372,13 @@ def override(cfg: RunConfig, *, note: "Callable[[str], None] | None" = None, **f
     report = notes.append
 
     d = cfg.to_dict()
+    d.setdefault("track", {})
     mapping = {
         "data_dir": ("dataset", "data_dir"), "download": ("dataset", "download"),
         "label": ("dataset", "label"), "standardize": ("dataset", "standardize"),
         "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
         "eval_every": ("train", "eval_every"), "n_chunks": ("scenario", "n_chunks"), "device": ("train", "device"),
-        "augment": ("train", "augment"),
+        "augment": ("train", "augment"), "precision": ("train", "precision"), "tensorboard": ("track", "tensorboard"), "mlflow": ("track", "mlflow"),
     }
     registries = {"learner": LEARNERS, "scenario": SCENARIOS, "dataset": DATASETS}
     flags = {k: v for k, v in flags.items() if v is not None}

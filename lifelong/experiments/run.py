@@ -34,6 +34,7 @@ from lifelong.experiments.config import RunConfig, load_config
 from lifelong.experiments.experts import run_experts
 from lifelong.experiments.runner import BuiltRun, build_run, load_data, loop_config, torch_threads
 from lifelong.experiments.runner import iter_seed as run_records
+from lifelong.experiments.track import Trackers, open_trackers, require
 from lifelong.learn.base import TrainingDiverged
 from lifelong.learn.methods import LEARNERS
 from lifelong.log import Record, RunLog, read_log
@@ -142,6 +143,9 @@ def execute(
 def _execute(cfg: RunConfig, run_dir: Path, *, resume: bool, on_progress: Callable[[Progress], None] | None,
              reference: str | Path | None) -> dict[str, Any]:
     log_path = run_dir / "log.jsonl"
+    for kind in ("tensorboard", "mlflow"):  # a missing extra is found before any data is read
+        if kind in cfg.track:
+            require(kind)
     ds = load_data(cfg)
     # Build the first seed's stream, model and learner before anything is written (the config was
     # checked against the signatures already; this catches what only the builders can see, e.g.
@@ -150,6 +154,22 @@ def _execute(cfg: RunConfig, run_dir: Path, *, resume: bool, on_progress: Callab
     # That first run is kept and trained: the stream is not built twice.
     first: BuiltRun | None = build_run(cfg, cfg.seeds[0], ds)
     cfg = replace(cfg, train=first.train)
+    trackers = open_trackers(cfg.track, name=cfg.name, params=cfg.to_dict())
+    try:
+        metrics = _execute_seeds(cfg, run_dir, first, ds, resume=resume, on_progress=on_progress,
+                                 reference=reference, trackers=trackers)
+    except BaseException:
+        trackers.close(failed=True)
+        raise
+    trackers.final(metrics)
+    trackers.close()
+    return metrics
+
+
+def _execute_seeds(cfg: RunConfig, run_dir: Path, first: BuiltRun | None, ds: Dataset, *, resume: bool,
+                   on_progress: Callable[[Progress], None] | None, reference: str | Path | None,
+                   trackers: Trackers) -> dict[str, Any]:
+    log_path = run_dir / "log.jsonl"
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         for old in (run_dir / "checkpoints").glob("seed*.pt"):
@@ -179,6 +199,8 @@ def _execute(cfg: RunConfig, run_dir: Path, *, resume: bool, on_progress: Callab
                 continue
             built, first = (first, None) if seed == cfg.seeds[0] else (None, None)
             for rec, stream in iter_seed(cfg, ds, seed, run_dir, log, state, built=built):
+                if trackers:
+                    trackers.record(rec)
                 if on_progress is not None and rec.kind == "train":
                     n_chunks = 1 if joint else len(stream.chunks)
                     chunk_len = len(stream.chunks[min(rec.chunk, len(stream.chunks) - 1)])

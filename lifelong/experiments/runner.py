@@ -115,7 +115,11 @@ def build_learner(
         if len(input_shape) != 3:
             raise ConfigError(f"[train] augment = {augment!r} needs image inputs (C, H, W), but the stream's inputs "
                               f"have shape {tuple(input_shape)}; remove it, or load the images unflattened")
-    return make_learner(name, net, seed=seed, task_classes=task_classes, **hp)
+    out = make_learner(name, net, seed=seed, task_classes=task_classes, **hp)
+    precision = (train or {}).get("precision", "fp32")
+    if precision != "fp32":
+        out.set_precision(precision)  # mixed precision in the step (refused where it does not apply)
+    return out
 
 
 def make_model(model: Mapping[str, Any], *, input_shape: tuple[int, ...], n_classes: int, seed: int) -> torch.nn.Module:

@@ -39,6 +39,10 @@ from lifelong.seeding import derive_seed
 LEARNERS: Registry = Registry("learner")
 
 
+#: ``[train] precision``: the autocast dtype of each (None: no autocast).
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 class TrainingDiverged(LifelongError):
     """The loss became NaN or infinite: the hyper-parameters make SGD diverge."""
 
@@ -232,6 +236,40 @@ class Learner:
             term.bind(self)
         self.loss_terms: list[Term] = []
         self.compose(IncomingCE())
+        self.precision = "fp32"  # set_precision: autocast around the step's forward pass
+        self._amp_dtype: torch.dtype | None = None
+        self.scaler: torch.amp.GradScaler | None = None  # fp16 on CUDA only
+
+    def set_precision(self, precision: str) -> None:
+        """Train with mixed precision: ``"bf16"`` or ``"fp16"`` autocast around the step's forward
+        pass (:meth:`forward`), with a gradient scaler for fp16; ``"fp32"`` (the default) turns it off.
+
+        The logits are cast back to float32, so every loss term, stored logit and statistic is
+        float32; evaluation (:meth:`predict`) runs in float32. Only composable methods (whose step
+        is :meth:`context` and :meth:`update`) take it. fp16 needs CUDA: its gradient scaler is
+        what keeps small gradients from underflowing, and the CPU has no fp16 autocast worth using.
+        """
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
+        if precision != "fp32" and not self.composable:
+            raise ConfigError(f"{self.name}: [train] precision = {precision!r} applies to the composable methods (er, der, "
+                              f"derpp, ewc, ...), whose step the learner runs; this one has an update rule of its own. "
+                              f"Remove it (fp32 is the default)")
+        if precision == "fp16" and self.device.type != "cuda":
+            raise ConfigError(f"[train] precision = 'fp16' needs a CUDA device (fp16 training needs CUDA's gradient "
+                              f"scaler), but the model is on {self.device.type!r}; use precision = 'bf16' there, or "
+                              f"'fp32'")
+        self.precision, self._amp_dtype = precision, PRECISIONS[precision]
+        self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The training step's forward pass: ``(B, n_classes)`` float32 logits, computed under
+        autocast when :meth:`set_precision` asked for bf16 or fp16."""
+        if self._amp_dtype is None:
+            return self.model(x)
+        with torch.autocast(self.device.type, dtype=self._amp_dtype):
+            out = self.model(x)
+        return out.float()
 
     def compose(self, *own: Term) -> None:
         """Make ``own`` (the method's terms, the incoming-batch loss first) followed by the run's
@@ -321,12 +359,12 @@ class Learner:
         if self.augmenter is not None:
             drawn = [(t, [replace(b, x=self.augmented(b.x)) for b in bs]) for t, bs in drawn]
         if not drawn:
-            return StepContext(self, batch, self.model(x), inputs=x)  # logits (B, C)
+            return StepContext(self, batch, self.forward(x), inputs=x)  # logits (B, C)
         xs = [x] + [b.x for _, bs in drawn for b in bs]
         if self.fused_forward:
-            outs = iter(self.model(torch.cat(xs)).split([len(x) for x in xs]))
+            outs = iter(self.forward(torch.cat(xs)).split([len(x) for x in xs]))
         else:
-            outs = iter([self.model(x) for x in xs])  # incoming first, then each replay batch
+            outs = iter([self.forward(x) for x in xs])  # incoming first, then each replay batch
         logits = next(outs)
         return StepContext(self, batch, logits, replays={id(t): [(b, next(outs)) for b in bs] for t, bs in drawn},
                            inputs=x)
@@ -347,7 +385,11 @@ class Learner:
             raise ConfigError(f"{self.name}: the first loss term must give the incoming batch's loss")
         self.check_finite(total)
         self.opt.zero_grad(set_to_none=True)
-        total.backward()
+        if self.scaler is None:
+            total.backward()
+        else:  # fp16: backward on the scaled loss, then unscale, so the hooks and penalties see true gradients
+            self.scaler.scale(total).backward()
+            self.scaler.unscale_(self.opt)
         for term in self.loss_terms:
             term.after_backward(ctx)
         for term in self.loss_terms:
@@ -356,7 +398,11 @@ class Learner:
                 if value is not None:
                     self.check_finite(value, what=f"{term.name} penalty")
                     value.backward()  # adds its gradient to p.grad
-        self.opt.step()
+        if self.scaler is None:
+            self.opt.step()
+        else:
+            self.scaler.step(self.opt)  # skipped when the scaled gradients overflowed
+            self.scaler.update()
         for term in self.loss_terms:
             term.after_update(ctx)
         return ctx.loss
