@@ -386,6 +386,7 @@ class Service:
             "logged_seq": self.log.last_seq,
             "applied_seq": w.cursor,
             "published_seq": self.published.seq,
+            "decided_seq": w.decided_seq,
             "snapshot_seq": w.snapshot.seq if w.snapshot else 0,
             "fast_path": self.published.fast_path,
             "drift_response": callable(getattr(self.published.current, "on_drift", None)),

@@ -302,6 +302,7 @@ class Worker:
         #: called with each batch's per-event errors of the learning model, before it learns them
         self.on_scored: Callable[[list[bool]], None] | None = None
         self.refused = 0  # publishes refused by the guard in this process
+        self.decided_seq = 0  # the last event seq whose publish was decided (published, refused, or shadowed)
         self.rollbacks = 0  # in this process
         self._thread: threading.Thread | None = None
 
@@ -337,6 +338,7 @@ class Worker:
             self._pin()
         else:
             self._publish()
+        self.decided_seq = self.cursor
         if not has_fast_path(self.learner):
             log.info("learner %r has no update_memory(); feedback reaches predictions only after the worker "
                      "applies it (no fast path)", self.cfg.learner["name"])
@@ -549,6 +551,7 @@ class Worker:
     def _publish(self) -> None:
         """Serve the learner's new state, unless in shadow mode or the guard refuses it."""
         if self.shadow:
+            self.decided_seq = self.cursor
             with self._cond:
                 self._cond.notify_all()
             return
@@ -564,6 +567,7 @@ class Worker:
                 self.log.set_meta("served", f"{step} {seq}")
                 log.warning("publish refused: negative flip rate over [serve] max_flip_rate; serving step %d (seq %d) "
                             "while learning goes on", step, seq)
+            self.decided_seq = self.cursor
             with self._cond:
                 self._cond.notify_all()
             return
@@ -571,6 +575,7 @@ class Worker:
         if self.served is not None:
             self.served = None
             self.log.set_meta("served", "")
+        self.decided_seq = self.cursor
         if self.on_publish is not None:
             try:
                 self.on_publish(self.published)
@@ -639,6 +644,7 @@ class Worker:
             if self.served is not None:
                 self.served = None
                 self.log.set_meta("served", "")
+        self.decided_seq = self.cursor
         with self._cond:
             self._cond.notify_all()
 
