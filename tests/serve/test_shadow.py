@@ -188,3 +188,49 @@ def test_the_publish_guard_refuses_a_high_flip_rate_and_keeps_serving(tmp_path):
     finally:
         log.close()
     assert "Traceback" not in srv.output()
+
+
+def test_held_back_events_and_a_rollback_still_give_a_restart_equal_to_a_replay(tmp_path):
+    cfg_path = write_config(tmp_path, serve={"batch_size": 4, "linger_ms": 1.0, "holdout_every": 2, "flip_sample": 3,
+                                             "snapshot_every": 8})
+    srv = Server(cfg_path)
+    srv.start()
+    try:
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            send(srv, c, 0, 24)
+            applied(c, 24)
+            snaps = c.get("/snapshots", headers=srv.auth()).json()
+            to = min(s["seq"] for s in snaps if s["seq"] > 0)
+            r = c.post("/rollback", json={"to_seq": to}, headers=srv.auth())
+            assert r.status_code == 200, r.text
+            send(srv, c, 500, 20)
+            applied(c, 44)
+        srv.kill(signal.SIGKILL)
+        srv.start()
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            send(srv, c, 900, 6)
+            applied(c, 50)
+            live = c.get("/state", headers=srv.auth()).json()
+    finally:
+        srv.kill()
+    cfg, log = open_log(cfg_path)
+    try:
+        assert replayed(cfg, log, log.last_step()) == live["learner"] == live["published"]
+    finally:
+        log.close()
+
+
+def test_guard_and_hold_out_settings_are_checked_and_the_hold_out_is_in_the_fingerprint(tmp_path):
+    from lifelong.errors import ConfigError
+    from lifelong.serve.config import config_from_dict
+
+    base = {"model": {"input_shape": [4], "n_classes": 3}}
+    with pytest.raises(ConfigError, match="max_flip_rate"):
+        config_from_dict({**base, "serve": {"max_flip_rate": 1.5}})
+    with pytest.raises(ConfigError, match="holdout_every"):
+        config_from_dict({**base, "serve": {"holdout_every": -1}})
+    plain = config_from_dict(base)
+    assert config_from_dict({**base, "serve": {"max_flip_rate": 0.1, "shadow": True}}).fingerprint() == plain.fingerprint()
+    held = config_from_dict({**base, "serve": {"holdout_every": 5}})
+    assert held.fingerprint() != plain.fingerprint()
+    assert config_from_dict({**base, "serve": {"holdout_every": 5, "flip_sample": 7}}).fingerprint() != held.fingerprint()
