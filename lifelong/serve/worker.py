@@ -21,6 +21,15 @@ Drift
     from it; a detected change counts as an alarm only if the error went up. On an alarm the worker journals a ``drift`` step, calls the learner's ``on_drift()``
     if it has one, and logs a warning. Replays apply journaled drift steps; the detector itself
     starts afresh after a restart (alarms are at most once across a crash).
+Shadow mode and the publish guard
+    Either pins the served copy to the state after one journal step (recorded as ``served`` in the
+    log's meta, with ``shadow``): in shadow mode until ``POST /promote``; after a publish refused by
+    ``gate`` (the flip-rate guard) until a later publish passes. A restart rebuilds the pinned copy
+    as the replay up to that step, so the served state, too, is a replay of the log.
+Hold-out
+    With ``holdout_every = k``, a batch does not learn its events with ``seq % k == 0`` at once;
+    they are the flip sample, and each is learned ``k * flip_sample`` seqs later
+    (:func:`learn_batch`, used by both the worker and the :class:`Replayer`).
 """
 
 from __future__ import annotations
