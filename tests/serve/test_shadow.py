@@ -81,7 +81,7 @@ def test_shadow_mode_learns_and_scores_serves_the_promoted_model_and_outlives_a_
             assert h["shadow"] is True and h["published_seq"] == 12 and h["applied_seq"] == 32
             after = c.get("/state", headers=srv.auth()).json()
             assert after["published"] == before["published"] and after["learner"] == before["learner"]
-            assert c.post("/predict", json={"inputs": [ROW]}).json() ["probabilities"] == p["probabilities"]
+            assert c.post("/predict", json={"inputs": [ROW]}).json()["probabilities"] == p["probabilities"]
             r = c.post("/promote", headers=srv.auth())
             assert r.status_code == 200 and r.json()["served_seq"] == 32 and r.json()["shadow"] is True
             st = c.get("/state", headers=srv.auth()).json()
