@@ -14,6 +14,9 @@ endpoint                    auth     what it does
 ``POST /snapshot``          admin    write a snapshot now
 ``POST /rollback``          admin    ``{"to_seq": n}``: back to the newest snapshot at or before n
 ``POST /freeze``            admin    ``{"frozen": true|false}``: keep serving, stop (or resume) learning
+``POST /shadow``            admin    ``{"shadow": true|false}``: learn and score, but serve the
+                                     promoted model (or follow the learner again)
+``POST /promote``           admin    serve the learning model now (past the flip-rate guard)
 ``GET /snapshots``          admin    the snapshot files
 ``GET /state``              admin    digests of the worker's and the published learner state
 ==========================  =======  ===========================================================
@@ -280,6 +283,22 @@ def create_app(service: Service, *, manage: bool = True) -> FastAPI:
         if not isinstance(obj, dict) or set(obj) != {"frozen"} or not isinstance(obj["frozen"], bool):
             raise RequestError(422, 'the freeze body must be {"frozen": true} or {"frozen": false}')
         return JSONResponse(await asyncio.wrap_future(service.worker.request("freeze", frozen=obj["frozen"])))
+
+    @app.post("/shadow")
+    async def shadow(request: Request) -> JSONResponse:
+        """``{"shadow": true}``: keep learning and scoring, serve the model of this moment until
+        ``POST /promote``; ``false``: serve the learner again (a promotion). Kept in the log."""
+        authorize(request, "admin")
+        obj = await read_json(request)
+        if not isinstance(obj, dict) or set(obj) != {"shadow"} or not isinstance(obj["shadow"], bool):
+            raise RequestError(422, 'the shadow body must be {"shadow": true} or {"shadow": false}')
+        return JSONResponse(await asyncio.wrap_future(service.worker.request("shadow", shadow=obj["shadow"])))
+
+    @app.post("/promote")
+    async def promote(request: Request) -> JSONResponse:
+        """Serve the learning model's current state (in shadow mode, or past a refused publish)."""
+        authorize(request, "admin")
+        return JSONResponse(await asyncio.wrap_future(service.worker.request("promote")))
 
     @app.get("/snapshots")
     async def snapshots(request: Request) -> JSONResponse:

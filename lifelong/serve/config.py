@@ -93,7 +93,10 @@ SERVE_KEYS: dict[str, tuple[type, Any, float | None]] = {
     "body_timeout": (float, 30.0, 0.1),  # longest pause while a request body is received
     "max_pending": (int, 20_000, 1),  # logged events not yet learned; past it /feedback answers 429
     "max_inflight_bytes": (int, 64_000_000, 1024),  # request body bytes held at once; past it 503
-    "flip_sample": (int, 128, 0),  # recent feedback rows scoring each publish's negative flip rate; 0: off  # seconds a SIGTERM/SIGINT stop may take: drain requests, apply, snapshot
+    "flip_sample": (int, 128, 0),  # recent feedback rows scoring each publish's negative flip rate; 0: off
+    "holdout_every": (int, 0, 0),  # every k-th event (seq % k == 0) is held back for the flip sample; 0: off
+    "max_flip_rate": (float, None, 0),  # a publish past this negative flip rate is refused; unset: no guard
+    "shadow": (bool, False, None),  # start a new log in shadow mode (then POST /shadow switches it)
 }
 TOP_LEVEL = ("seed", "plugins", "learner", "model", "train", "serve")
 #: without a [learner] table: the complementary learner, a slow network with reservoir replay plus
@@ -136,6 +139,9 @@ class ServeConfig:
     max_pending: int = 20_000
     max_inflight_bytes: int = 64_000_000
     flip_sample: int = 128
+    holdout_every: int = 0
+    max_flip_rate: float | None = None
+    shadow: bool = False
 
     @property
     def input_dim(self) -> int:
@@ -154,6 +160,8 @@ class ServeConfig:
                 "n_classes": self.n_classes, "seed": self.seed}
         if self.threads != 1:
             what["threads"] = self.threads
+        if self.holdout_every:  # which events a batch learns, and when a held-back one is learned
+            what["holdout"] = [self.holdout_every, self.flip_sample]
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
     def require_token(self) -> Tokens:
@@ -215,6 +223,8 @@ def config_from_dict(data: dict[str, Any], *, base_dir: Path | None = None, env:
         raise ConfigError(f"unknown key(s) {', '.join(map(repr, bad))} in [serve]; known: {sorted(SERVE_KEYS)}")
     values = {k: _typed("serve", k, serve[k], kind, low) if k in serve else default
               for k, (kind, default, low) in SERVE_KEYS.items()}
+    if values["max_flip_rate"] is not None and values["max_flip_rate"] > 1:
+        raise ConfigError(f"[serve] max_flip_rate must be in 0..1, got {values['max_flip_rate']!r}")
     if values["port"] > 65535:
         raise ConfigError(f"[serve] port must be in 0..65535, got {values['port']}")
     if env.get(TOKEN_ENV):

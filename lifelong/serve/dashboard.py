@@ -6,7 +6,8 @@ is set: open ``/dashboard#token=<token>`` (the fragment never reaches the server
 page keeps the token in the tab's sessionStorage and removes it from the address bar).
 
 It shows online accuracy over time, drift alarms, events received / applied / pending, apply lag,
-snapshots, rollbacks, the freeze switch, the negative flip rate and failing writes.
+snapshots, rollbacks, the freeze switch, shadow mode and the learning model's accuracy, the
+negative flip rate, refused publishes and failing writes.
 """
 
 PAGE = """<!doctype html>
@@ -34,6 +35,8 @@ svg{border:1px solid #ccc;background:#fafafa}
 <td>rollbacks</td><td class="v" id="rollbacks">–</td><td>drift alarms</td><td class="v" id="drift_alarms">–</td></tr>
 <tr><td>learning</td><td class="v" id="frozen">–</td><td>failing writes</td><td class="v" id="faults">–</td>
 <td>updates</td><td class="v" id="updates">0</td></tr>
+<tr><td>shadow mode</td><td class="v" id="shadow">–</td><td>learning model accuracy</td><td class="v" id="shadow_online_accuracy">–</td>
+<td>refused publishes</td><td class="v" id="refused">–</td><td>served</td><td class="v" id="pinned">–</td></tr>
 </table>
 <div>online accuracy over time (drift alarms in red)</div>
 <svg id="chart" width="640" height="160" viewBox="0 0 640 160" role="img" aria-label="online accuracy over time">
@@ -82,6 +85,10 @@ svg{border:1px solid #ccc;background:#fafafa}
     set("lag_p99", d.apply_lag_p99 === null ? "–" : num(1000 * d.apply_lag_p99, 1) + " ms");
     set("negative_flip_rate", num(d.negative_flip_rate, 3));
     set("frozen", d.frozen ? "frozen" : "on");
+    set("shadow", d.shadow ? "on" : "off");
+    set("shadow_online_accuracy", num(d.shadow_online_accuracy, 3));
+    set("refused", d.publish_guard ? d.publish_guard.refused : "–");
+    set("pinned", d.pinned ? "pinned at seq " + d.published_seq : "latest");
     set("faults", Object.keys(d.faults).join(", ") || "none");
     chart(d);
     errors.textContent = "";

@@ -391,6 +391,21 @@ class EventLog:
             cur = self._read.execute("INSERT INTO journal (kind, a, b, at) VALUES (?, ?, ?, ?)", (kind, a, b, time.time()))
             return int(cur.lastrowid)
 
+    def read_held(self, first: int, last: int, k: int) -> tuple[Tensor, Tensor, Tensor, list[float]]:
+        """The held-back events (``seq % k == 0``) with ``first <= seq <= last``, in order."""
+        with self._read_lock:
+            rows = self._read.execute("SELECT seq, y, x, received_at, crc FROM events WHERE seq BETWEEN ? AND ? "
+                                      "AND seq % ? = 0 ORDER BY seq", (first, last, k)).fetchall()
+        return self._decode(rows)
+
+    def rollback_floor(self, before_step: int | None = None) -> int:
+        """The event seq the last rollback journaled before ``before_step`` skipped to (0 if none)."""
+        hi = before_step if before_step is not None else 2**62
+        with self._read_lock:
+            row = self._read.execute("SELECT COALESCE(MAX(b), 0) FROM journal WHERE kind = 'rollback' AND step < ?",
+                                     (hi,)).fetchone()
+        return int(row[0])
+
     def journal(self, after: int = 0, upto: int | None = None) -> list[JournalEntry]:
         """Journal entries with ``after < step <= upto`` in order."""
         hi = upto if upto is not None else 2**62

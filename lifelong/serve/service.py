@@ -117,21 +117,35 @@ class Service:
         self.worker = Worker(cfg, self.log, self.store, self.published, on_applied=self._on_applied,
                              on_drift=self._on_drift)
         self.worker.on_io_error = lambda op: self.io_errors.inc(op=op)
-        self.worker.on_publish = self._score_publish
+        self.worker.gate = self._gate if cfg.flip_sample else None
+        self.worker.on_promote = self._on_promote if cfg.flip_sample else None
+        self.worker.on_scored = self._on_scored
         self._history: deque[tuple[float, float | None, int]] = deque(maxlen=3600)  # (time, accuracy, applied)
         self._drift_times: deque[tuple[float, int]] = deque(maxlen=100)
         self._recent: deque[tuple[np.ndarray, int]] = deque(maxlen=cfg.flip_sample)  # for the flip rate
         self._flip_x: torch.Tensor | None = None
         self._flip_y: torch.Tensor | None = None
-        self._flip_prev: torch.Tensor | None = None  # was the previous published model right, per sample row
         self._flip_refresh_at = 0.0
         self.flip_rate = float("nan")
+        self.flip_sample_rows = 0
+        self.refused_flip_rate = float("nan")  # of the last refused publish
         m.gauge("lifelong_serve_negative_flip_rate",
-                "at the last publish: share of recent feedback rows the previous published model got right and the "
-                "new one gets wrong", lambda: self.flip_rate)
+                "at the last publish (or refused publish): share of the flip sample the served model got right and "
+                "the new one gets wrong", lambda: self.flip_rate)
+        m.gauge("lifelong_serve_flip_sample_rows", "rows in the flip sample at the last publish (held-back events "
+                "when [serve] holdout_every is set)", lambda: self.flip_sample_rows)
+        self.publish_refused = m.counter("lifelong_serve_publish_refused_total",
+                                         "publishes refused: negative flip rate over [serve] max_flip_rate")
+        m.gauge("lifelong_serve_publish_pinned", "1 while a fixed state is served (shadow mode, or a publish refused)",
+                lambda: float(self.worker.served is not None))
+        m.gauge("lifelong_serve_shadow", "1 in shadow mode: the learning model is scored, the promoted one served",
+                lambda: float(self.worker.shadow))
+        m.gauge("lifelong_serve_shadow_online_accuracy", "accuracy of the learning (shadow) model on the last applied "
+                "events, before learning them", self.shadow_accuracy)
         m.gauge("lifelong_serve_frozen", "1 while learning is frozen (POST /freeze); serving goes on",
                 lambda: float(self.worker.frozen))
         self._online: deque[int] = deque(maxlen=cfg.accuracy_window)
+        self._shadow_online: deque[int] = deque(maxlen=cfg.accuracy_window)
         self._online_lock = threading.Lock()
         self._pred_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._pred_lock = threading.Lock()
@@ -229,8 +243,8 @@ class Service:
                 self._online.extend(correct)
             seqs = torch.tensor(res.seqs, dtype=torch.int64)[new]
             if not self.worker.frozen:  # frozen: the served model does not change, not even its memory
-                self.published.fast_update(seqs, to_batch(self.cfg, x, y))
-            if self.cfg.flip_sample:
+                self.published.fast_update(seqs, to_batch(self.cfg, x, y))  # (nor when pinned: shadow, guard)
+            if self.cfg.flip_sample and not self.cfg.holdout_every:
                 with self._online_lock:
                     self._recent.extend(zip(x.numpy(), y.tolist()))
         self.received.inc(n_new)
@@ -252,30 +266,66 @@ class Service:
         with self._online_lock:
             return sum(self._online) / len(self._online) if self._online else float("nan")
 
-    def _score_publish(self, published: PublishedModel) -> None:
-        """The negative flip rate of the newly published model against the previous one (worker thread).
+    def shadow_accuracy(self) -> float:
+        with self._online_lock:
+            return sum(self._shadow_online) / len(self._shadow_online) if self._shadow_online else float("nan")
 
-        The sample (the last ``flip_sample`` feedback rows) is refreshed at most once a second;
-        between refreshes the previous model's correctness from the last publish is reused, so
-        each publish costs one forward pass over the sample."""
-        if not self.cfg.flip_sample:
-            return
+    def _on_scored(self, wrong: list[bool]) -> None:
+        with self._online_lock:
+            self._shadow_online.extend(0 if w else 1 for w in wrong)
+
+    def flip_sample(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The rows that score a publish: with ``holdout_every = k``, the held-back events (``seq % k ==
+        0``) that no model has learned yet, read from the log (so they survive a restart); else the
+        last ``flip_sample`` feedback rows (refreshed at most once a second; these are learned too)."""
+        cfg = self.cfg
+        if cfg.holdout_every:
+            w = self.worker
+            lo = max(w.cursor - cfg.holdout_every * cfg.flip_sample + 1, w.floor + 1)
+            _, x, y, _ = self.log.read_held(lo, w.cursor, cfg.holdout_every)
+            return (x.reshape(len(y), *cfg.input_shape), y) if len(y) else None
         now = time.monotonic()
-        prev = self._flip_prev
         if self._flip_x is None or now >= self._flip_refresh_at:
             with self._online_lock:
                 rows = list(self._recent)
             if len(rows) < 8:
-                return
-            self._flip_x = torch.from_numpy(np.stack([r[0] for r in rows])).reshape(len(rows), *self.cfg.input_shape)
+                return None
+            self._flip_x = torch.from_numpy(np.stack([r[0] for r in rows])).reshape(len(rows), *cfg.input_shape)
             self._flip_y = torch.tensor([r[1] for r in rows])
             self._flip_refresh_at = now + 1.0
-            old = published._spare  # the model served until this publish; only the worker touches it
-            prev = None if old is None else old.predict(self._flip_x).argmax(1) == self._flip_y
-        new_right = published.predict(self._flip_x)[0].argmax(1) == self._flip_y
-        if prev is not None:
-            self.flip_rate = float((prev & ~new_right).float().mean())
-        self._flip_prev = new_right
+        return self._flip_x, self._flip_y
+
+    def _flip(self, new: Any, old: Any) -> float | None:
+        """Negative flip rate of ``new`` against ``old`` on the flip sample (``None``: no sample yet)."""
+        sample = self.flip_sample()
+        if sample is None:
+            return None
+        x, y = sample
+        with torch.no_grad():
+            old_right = old.predict(x).argmax(1) == y
+            new_right = new.predict(x).argmax(1) == y
+        self.flip_sample_rows = len(y)
+        self.flip_rate = float((old_right & ~new_right).float().mean())
+        return self.flip_rate
+
+    def _gate(self, learner: Any) -> bool:
+        """The publish guard (worker thread): score ``learner`` against the served model; refuse the
+        publish past ``max_flip_rate``."""
+        served = self.published.current
+        if served is None:
+            return True
+        with self.published.lock:  # the served copy is read by /predict threads too
+            rate = self._flip(learner, served)
+        if rate is not None and self.cfg.max_flip_rate is not None and rate > self.cfg.max_flip_rate:
+            self.publish_refused.inc()
+            self.refused_flip_rate = rate
+            return False
+        return True
+
+    def _on_promote(self, learner: Any) -> None:
+        if self.published.current is not None:
+            with self.published.lock:
+                self._flip(learner, self.published.current)
 
     def _on_applied(self, n: int, lags: list[float]) -> None:
         self.applied.inc(n)
@@ -321,18 +371,31 @@ class Service:
             "status": "halted" if not w.running else "degraded" if faults else "ok",
             "faults": faults,
             "frozen": w.frozen,
-            "negative_flip_rate": None if self.flip_rate != self.flip_rate else round(self.flip_rate, 6),
+            "shadow": w.shadow,
+            "served_step": self.published.step,
+            "pinned": w.served is not None,
+            "online_accuracy": _num(self.online_accuracy()),
+            "shadow_online_accuracy": _num(self.shadow_accuracy()),
+            "negative_flip_rate": _num(self.flip_rate),
+            "flip_sample_rows": self.flip_sample_rows,
+            "publish_guard": {"max_flip_rate": self.cfg.max_flip_rate, "refused": w.refused,
+                              "last_refused_flip_rate": _num(self.refused_flip_rate)},
             "io_errors": {**w.io_errors, "append": self.log.append_errors},
             "worker": "running" if w.running else f"halted: {w.error or 'not started'}",
             "learner": self.cfg.learner["name"],
             "logged_seq": self.log.last_seq,
             "applied_seq": w.cursor,
             "published_seq": self.published.seq,
+            "decided_seq": w.decided_seq,
             "snapshot_seq": w.snapshot.seq if w.snapshot else 0,
             "fast_path": self.published.fast_path,
             "drift_response": callable(getattr(self.published.current, "on_drift", None)),
             "drift_alarms": w.drift_alarms,
         }
+
+
+def _num(v: float) -> float | None:
+    return None if v != v else round(v, 6)
 
 
 def set_threads(cfg: ServeConfig) -> None:

@@ -21,6 +21,15 @@ Drift
     from it; a detected change counts as an alarm only if the error went up. On an alarm the worker journals a ``drift`` step, calls the learner's ``on_drift()``
     if it has one, and logs a warning. Replays apply journaled drift steps; the detector itself
     starts afresh after a restart (alarms are at most once across a crash).
+Shadow mode and the publish guard
+    Either pins the served copy to the state after one journal step (recorded as ``served`` in the
+    log's meta, with ``shadow``): in shadow mode until ``POST /promote``; after a publish refused by
+    ``gate`` (the flip-rate guard) until a later publish passes. A restart rebuilds the pinned copy
+    as the replay up to that step, so the served state, too, is a replay of the log.
+Hold-out
+    With ``holdout_every = k``, a batch does not learn its events with ``seq % k == 0`` at once;
+    they are the flip sample, and each is learned ``k * flip_sample`` seqs later
+    (:func:`learn_batch`, used by both the worker and the :class:`Replayer`).
 """
 
 from __future__ import annotations
@@ -96,6 +105,33 @@ def to_batch(cfg: ServeConfig, x: Tensor, y: Tensor) -> Batch:
     return Batch(x.reshape(len(y), *cfg.input_shape), y)
 
 
+def holdout_window(cfg: ServeConfig) -> int:
+    """How many seqs a held-back event waits before it is learned (``holdout_every * flip_sample``)."""
+    return cfg.holdout_every * cfg.flip_sample
+
+
+def learn_batch(cfg: ServeConfig, log_: EventLog, seqs: Tensor, x: Tensor, y: Tensor, floor: int) -> Batch:
+    """What journal step ``batch a..b`` learns, a pure function of the log and the config.
+
+    Without a hold-out (``holdout_every = 0``): every event ``a..b``. With ``holdout_every = k``:
+    the events of ``a..b`` whose seq is not a multiple of ``k``, preceded by the held-back events
+    (``seq % k == 0``) with seq in ``a-W..b-W`` (``W = k * flip_sample``) and after ``floor`` (the
+    last rollback's skip point). Batches tile the seqs, so every held-back event is learned exactly
+    once, in the batch that holds seq + W; until then it is in the flip sample and neither the
+    served nor the learning model has learned it.
+    """
+    k = cfg.holdout_every
+    if not k or len(seqs) == 0:
+        return to_batch(cfg, x, y)
+    keep = seqs % k != 0
+    w = holdout_window(cfg)
+    lo, hi = max(int(seqs[0]) - w, floor + 1), int(seqs[-1]) - w
+    if hi >= lo:
+        _, hx, hy, _ = log_.read_held(lo, hi, k)
+        return to_batch(cfg, torch.cat([hx, x[keep]]), torch.cat([hy, y[keep]]))
+    return to_batch(cfg, x[keep], y[keep])
+
+
 class Replayer:
     """Rebuild the learner state after any journal step from snapshots and the log.
 
@@ -126,8 +162,9 @@ class Replayer:
     def apply(self, learner: Any, entry: JournalEntry) -> None:
         """Apply one journal step to ``learner``, exactly as the live worker did."""
         if entry.kind == "batch":
-            _, x, y, _ = self.log.read_range(entry.a, entry.b)
-            observe(learner, to_batch(self.cfg, x, y))
+            seqs, x, y, _ = self.log.read_range(entry.a, entry.b)
+            floor = self.log.rollback_floor(entry.step) if self.cfg.holdout_every else 0
+            observe(learner, learn_batch(self.cfg, self.log, seqs, x, y, floor))
         elif entry.kind == "drift":
             if has_drift_response(learner):
                 learner.on_drift()
@@ -139,7 +176,10 @@ class Replayer:
 
 
 def observe(learner: Any, batch: Batch) -> bool:
-    """``learner.observe(batch)``; a diverging loss skips the batch (the same way in every replay)."""
+    """``learner.observe(batch)``; a diverging loss skips the batch (the same way in every replay), and
+    an empty one (every event held back) is not observed."""
+    if len(batch.y) == 0:
+        return False
     try:
         learner.observe(batch)
         return True
@@ -164,15 +204,19 @@ class PublishedModel:
         self.step = 0
         self.version = 0
         self.fast_path = False
+        self.pinned = False  # True: a fixed state is served (shadow mode, or a publish refused): no fast path
         self._fast: list[tuple[Tensor, Batch]] = []  # (seqs (n,), batch) not yet in the worker's state
 
-    def publish(self, state: dict, seq: int, step: int) -> None:
-        """Called by the worker only. ``state`` is copied; the caller may keep mutating its own."""
+    def publish(self, state: dict, seq: int, step: int, *, pinned: bool = False) -> None:
+        """Called by the worker only. ``state`` is copied; the caller may keep mutating its own.
+
+        ``pinned``: serve exactly ``state`` (the state after journal step ``step``) and no fast-path
+        update, until the next publish, so a restart can rebuild the served copy from the log."""
         target = self._spare if self._spare is not None else self.build()
         target.load_state_dict(copy.deepcopy(state))
         with self.lock:
             keep = []
-            for seqs, batch in self._fast:
+            for seqs, batch in ([] if pinned else self._fast):
                 newer = seqs > seq
                 if bool(newer.any()):
                     sub = _rows(batch, newer)
@@ -183,12 +227,15 @@ class PublishedModel:
             self.seq, self.step = int(seq), int(step)
             self.version += 1
             self.fast_path = has_fast_path(target)
+            self.pinned = pinned
 
     def fast_update(self, seqs: Tensor, batch: Batch) -> bool:
         """Correct the served copy at once with committed feedback; ``False`` if there is no fast path."""
         with self.lock:
             if not self.fast_path:
                 return False
+            if self.pinned:
+                return True
             newer = seqs > self.seq  # rows the published state already learned are skipped
             if bool(newer.any()):
                 sub = _rows(batch, newer)
@@ -254,6 +301,17 @@ class Worker:
         self.on_io_error: Callable[[str], None] | None = None
         self.on_publish: Callable[[PublishedModel], None] | None = None
         self.frozen = False  # True: events are logged but not learned (POST /freeze)
+        self.shadow = False  # True: learn and score, but serve the model promoted last (POST /shadow, /promote)
+        self.served: tuple[int, int] | None = None  # (step, seq) of a pinned served state; None: the latest
+        self.floor = 0  # the seq the last rollback skipped to (held-back events up to it are never learned)
+        #: called with the learner before each publish; False refuses it (the publish guard)
+        self.gate: Callable[[Any], bool] | None = None
+        #: called with the promoted learner on a forced publish (POST /promote), for scoring
+        self.on_promote: Callable[[Any], None] | None = None
+        #: called with each batch's per-event errors of the learning model, before it learns them
+        self.on_scored: Callable[[list[bool]], None] | None = None
+        self.refused = 0  # publishes refused by the guard in this process
+        self.decided_seq = 0  # the last event seq whose publish was decided (published, refused, or shadowed)
         self.rollbacks = 0  # in this process
         self._thread: threading.Thread | None = None
 
@@ -269,8 +327,27 @@ class Worker:
         self.frozen = self.log.get_meta("frozen") == "1"  # a freeze outlives a restart
         if self.frozen:
             log.warning("learning is frozen (POST /freeze {\"frozen\": false} resumes it); serving goes on")
+        self.floor = self.log.rollback_floor()
+        shadow = self.log.get_meta("shadow")
+        self.shadow = self.cfg.shadow if shadow is None else shadow == "1"
+        if shadow is None and self.cfg.shadow:
+            self.log.set_meta("shadow", "1")
+        served = self.log.get_meta("served") or ""
         self._reset_detector()
-        self._publish()
+        if served:
+            # a pinned served state (shadow mode, or a refused publish): the state after that journal step
+            step, seq = (int(v) for v in served.split())
+            self.served = (step, seq)
+            model = self.learner if step == self.step else self.replayer.state_at(step)[0]
+            self.published.publish(model.state_dict(), seq, step, pinned=True)
+            log.warning("serving the model of journal step %d (seq %d)%s", step, seq,
+                        "; shadow mode: POST /promote serves the learning model" if self.shadow else
+                        ": the last publish the flip-rate guard accepted")
+        elif self.shadow:
+            self._pin()
+        else:
+            self._publish()
+        self.decided_seq = self.cursor
         if not has_fast_path(self.learner):
             log.info("learner %r has no update_memory(); feedback reaches predictions only after the worker "
                      "applies it (no fast path)", self.cfg.learner["name"])
@@ -311,12 +388,12 @@ class Worker:
         """Block until the published model includes every event up to ``seq`` (or the timeout)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self.published.seq < seq and self.error is None:
+            while self.published.seq < seq and not (self.served is not None and self.cursor >= seq) and self.error is None:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
                 self._cond.wait(left)
-        return self.published.seq >= seq
+        return self.published.seq >= seq or (self.served is not None and self.cursor >= seq)
 
     @property
     def running(self) -> bool:
@@ -428,7 +505,9 @@ class Worker:
         batch = to_batch(self.cfg, x, y)
         with torch.no_grad():
             wrong = (self.learner.predict(batch.x).argmax(1) != batch.y).tolist()  # error before learning
-        observe(self.learner, batch)
+        if self.on_scored is not None:
+            self.on_scored(wrong)
+        observe(self.learner, learn_batch(self.cfg, self.log, seqs, x, y, self.floor))
         self.step, self.cursor = step, last
         now = time.time()
         if self.on_applied is not None:
@@ -472,8 +551,40 @@ class Worker:
                 alarm = True
         return alarm
 
+    def _pin(self) -> None:
+        """Serve the learner's current state, pinned (no fast path), and record it in the log."""
+        self.published.publish(self.learner.state_dict(), self.cursor, self.step, pinned=True)
+        self.served = (self.step, self.cursor)
+        self.log.set_meta("served", f"{self.step} {self.cursor}")
+
     def _publish(self) -> None:
+        """Serve the learner's new state, unless in shadow mode or the guard refuses it."""
+        if self.shadow:
+            self.decided_seq = self.cursor
+            with self._cond:
+                self._cond.notify_all()
+            return
+        if self.gate is not None and not self.gate(self.learner):
+            self.refused += 1
+            if self.served is None:  # pin what is served now, as a state the log can rebuild
+                step, seq = self.published.step, self.published.seq
+                if self.published.fast_path:  # the served copy holds fast-path updates: serve the step's own state
+                    self.published.publish(self.replayer.state_at(step)[0].state_dict(), seq, step, pinned=True)
+                else:
+                    self.published.pinned = True
+                self.served = (step, seq)
+                self.log.set_meta("served", f"{step} {seq}")
+                log.warning("publish refused: negative flip rate over [serve] max_flip_rate; serving step %d (seq %d) "
+                            "while learning goes on", step, seq)
+            self.decided_seq = self.cursor
+            with self._cond:
+                self._cond.notify_all()
+            return
         self.published.publish(self.learner.state_dict(), self.cursor, self.step)
+        if self.served is not None:
+            self.served = None
+            self.log.set_meta("served", "")
+        self.decided_seq = self.cursor
         if self.on_publish is not None:
             try:
                 self.on_publish(self.published)
@@ -508,6 +619,18 @@ class Worker:
                 with self._cond:
                     self._cond.notify_all()
                 op.future.set_result({"frozen": self.frozen, "applied_seq": self.cursor, "logged_seq": self.log.last_seq})
+            elif op.kind == "shadow":
+                on = bool(op.args["shadow"])
+                self.log.set_meta("shadow", "1" if on else "0")
+                self.shadow = on
+                self._promote()  # on: pin what the learner knows now; off: serve it, and follow it again
+                log.warning("shadow mode %s at event %d", "on" if on else "off", self.cursor)
+                op.future.set_result({"shadow": on, "served_seq": self.published.seq, "applied_seq": self.cursor})
+            elif op.kind == "promote":
+                self._promote()
+                log.warning("promoted the learning model at event %d (step %d)", self.cursor, self.step)
+                op.future.set_result({"shadow": self.shadow, "served_seq": self.published.seq,
+                                      "served_step": self.published.step, "applied_seq": self.cursor})
             elif op.kind == "digest":
                 op.future.set_result({"learner": state_digest(self.learner.state_dict()), "step": self.step,
                                       "seq": self.cursor})
@@ -515,6 +638,24 @@ class Worker:
                 raise ConfigError(f"unknown worker operation {op.kind!r}")
         except Exception as e:
             op.future.set_exception(e)
+
+    def _promote(self) -> None:
+        """Serve the learner's state now, past the guard (an operator's decision)."""
+        if self.on_promote is not None:
+            try:
+                self.on_promote(self.learner)
+            except Exception:
+                log.exception("promote hook failed")
+        if self.shadow:
+            self._pin()
+        else:
+            self.published.publish(self.learner.state_dict(), self.cursor, self.step)
+            if self.served is not None:
+                self.served = None
+                self.log.set_meta("served", "")
+        self.decided_seq = self.cursor
+        with self._cond:
+            self._cond.notify_all()
 
     def _rollback(self, to_seq: int) -> dict:
         """Reset to the newest valid snapshot with ``seq <= to_seq`` (``to_seq=0``: the initial state).
@@ -540,6 +681,7 @@ class Worker:
         step = self.log.journal_append("rollback", target_step, skip_to)
         discarded = skip_to - (info.seq if info is not None else 0)
         self.learner, self.step, self.cursor = learner, step, skip_to
+        self.floor = skip_to
         self.rollbacks += 1
         self._reset_detector()
         self._publish()

@@ -69,14 +69,6 @@ class _Fixed:
         return torch.nn.functional.one_hot(self.labels[: len(x)], self.n).float()
 
 
-class _Published:
-    def __init__(self, old: _Fixed, new: _Fixed) -> None:
-        self._spare, self.current = old, new
-
-    def predict(self, x):
-        return self.current.predict(x), 0
-
-
 def test_negative_flip_rate_counts_rows_the_old_model_got_right_and_the_new_gets_wrong(tmp_path):
     cfg = load_serve_config(write_config(tmp_path), env={"LIFELONG_SERVE_TOKEN": "t" * 20})
     svc = Service(cfg, threads=False)
@@ -89,7 +81,7 @@ def test_negative_flip_rate_counts_rows_the_old_model_got_right_and_the_new_gets
         new[:5] = (y[:5] + 1) % 4  # 5 of 20 flip from right to wrong
         old[10:12] = (y[10:12] + 1) % 4  # 2 the old got wrong ...
         new[10:12] = y[10:12]  # ... that the new gets right: positive flips, not counted
-        svc._score_publish(_Published(_Fixed(old), _Fixed(new)))
+        svc._flip(_Fixed(new), _Fixed(old))
         assert svc.flip_rate == pytest.approx(5 / 20)
         assert metric(svc.metrics.render(), "lifelong_serve_negative_flip_rate") == pytest.approx(0.25)
     finally:
