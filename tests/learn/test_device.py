@@ -107,6 +107,7 @@ HOST_BOOKKEEPING = {
     "gdumb": ("/extra/memory/class_count", "/extra/memory/class_seen"),  # Python dicts of counts
     "powerlaw": ("/extra/last_met", "/extra/replay_counts"),  # the replay schedule's clocks, drawn on the host
     "error_memory": ("/store/steps",),  # moved to the keys' device with the first stored row
+    "cls": ("/extra/errors/steps",),  # its error memory's store, as error_memory's
 }
 
 

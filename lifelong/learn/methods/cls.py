@@ -210,7 +210,7 @@ class PrioritisedLogitReplay(LogitReplay):
         """(N,) the draw probability of each stored sample."""
         n = len(memory)
         loss = memory.fields["loss"][:n].clamp(min=0.0)
-        uniform = torch.full((n,), 1.0 / n)
+        uniform = torch.full((n,), 1.0 / n, device=loss.device)
         total = float(loss.sum())
         if self.priority <= 0 or total <= 0:
             return uniform
@@ -224,7 +224,7 @@ class PrioritisedLogitReplay(LogitReplay):
         p = self.probabilities(memory)
         out = []
         for i in range(2 if self.beta else 1):
-            idx = torch.multinomial(p, n, replacement=False, generator=learner.generator)
+            idx = torch.multinomial(p.cpu(), n, replacement=False, generator=learner.generator)  # drawn on the host, as every memory draw
             b = memory.get(idx)
             extras = {**b.extras, "slot": idx}
             x = b.x
@@ -392,7 +392,7 @@ class CLS(Learner):
         self.error_capacity, self.error_weight, self.error_top_k = error_capacity, error_weight, error_top_k
         self.error_temperature, self.error_threshold, self.error_half_life = error_temperature, error_threshold, error_half_life
 
-        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"))  # fields: logits, loss
+        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"), device=self.device)  # fields: logits, loss
         self.fast = WeightAverage(model, fraction=fast_fraction, max_horizon=fast_horizon)
         self.slow = WeightAverage(model, fraction=slow_fraction, max_horizon=slow_horizon)
         self.surprise = Surprise(fast_rate=surprise_fast, slow_rate=surprise_slow, eps=surprise_eps,
@@ -422,7 +422,7 @@ class CLS(Learner):
         """The error memory's correction ``λ_e·g·Σ_k w_k d_k e_k`` (B, C); zero when not surprised."""
         weight = self.error_weight * self.surprise.gate
         if weight <= 0 or len(self.errors) == 0:
-            return torch.zeros(keys.shape[0], self.n_classes)
+            return torch.zeros(keys.shape[0], self.n_classes, device=keys.device)
         return weight * self.errors.query(keys, top_k=self.error_top_k, temperature=self.error_temperature,
                                           threshold=self.error_threshold, now=self.steps,
                                           half_life=self.error_half_life)
