@@ -110,6 +110,15 @@ def render(res: dict, cfg: dict) -> str:
         if v != "naive":
             diffs = [window(r["acc"], False, k) - b for r, b in zip(per_seed, naive_last)]
             lines.append(f"- {v}: {' / '.join(f'{d:+.3f}' for d in diffs)}")
+    naive_delta = [window(r["acc"], False, k) - window(r["acc"], True, k) for r in res["naive"]]
+    lines += ["", "Reading (derived from the numbers above): plain SGD's new-task accuracy "
+              + ("decays on every seed" if all(d < 0 for d in naive_delta) else
+                 f"does not decay on this stream (last − first > 0 on {sum(d > 0 for d in naive_delta)} of "
+                 f"{len(naive_delta)} seeds)") + ". "
+              + " ".join(f"{v}: {'above' if all(d > 0 for d in ds) else 'below' if all(d < 0 for d in ds) else 'mixed against'} "
+                         f"naive on the last tasks." for v, ds in (
+                             (v, [window(r["acc"], False, k) - b for r, b in zip(per_seed, naive_last)])
+                             for v, per_seed in res.items() if v != "naive"))]
     lines += ["", "Raw curves: `benchmarks/results/plasticity.json`; plot: `benchmarks/results/plasticity.png`.", ""]
     return "\n".join(lines)
 
@@ -151,11 +160,16 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    ap.add_argument("--from-json", action="store_true", help="re-render BENCHMARKS.md from the saved results")
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md and results alone")
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = {"tasks": args.tasks, "epochs": args.epochs, "batch": args.batch, "seeds": args.seeds}
     res: dict[str, list[dict]] = {}
+    if args.from_json:
+        saved = json.loads(OUT.read_text())
+        cfg, res = saved["config"], saved["results"]
+        args.variants = []
     for v in args.variants:
         for seed in args.seeds:
             t0 = time.perf_counter()
@@ -167,7 +181,8 @@ def main() -> None:
     text = render(res, cfg)
     print(text)
     if not args.no_write:
-        OUT.write_text(json.dumps({"config": cfg, "results": res}, indent=1))
+        if not args.from_json:
+            OUT.write_text(json.dumps({"config": cfg, "results": res}, indent=1))
         plot(res)
         write_section(text)
 
