@@ -45,8 +45,8 @@ from lifelong.registry import Registry
 from lifelong.seeding import derive_seed
 
 __all__ = ["SCENARIOS", "ScenarioInfo", "Stream", "blurry", "build_stream", "class_incremental", "concept_drift",
-           "domain_incremental", "hide_labels", "online", "river_drift", "rotate", "split_cifar10", "split_cifar100",
-           "task_incremental"]
+           "domain_incremental", "hide_labels", "label_permuted", "online", "river_drift", "rotate", "split_cifar10",
+           "split_cifar100", "task_incremental"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,6 +191,44 @@ def concept_drift(
     )
 
 
+def label_permuted(
+    ds: Dataset, *, n_chunks: int = 100, seed: int = 0, train_per_chunk: int | None = None,
+    test_per_chunk: int | None = None,
+) -> Stream:
+    """A long stream of label-permuted tasks over the same inputs, for measuring lost plasticity.
+
+    Chunk ``i`` holds a seeded sample of the training set (``train_per_chunk``; all of it by
+    default) whose labels are remapped by a seeded permutation ``π_i`` of the classes
+    (``y ← π_i(y)``); its eval set is the test set (``test_per_chunk``) under the same ``π_i``.
+    Every task is as hard as the first, so a falling accuracy on each new task is lost
+    plasticity, not a harder task (the "permuted labels" streams of Kumar et al. 2021 and Lyle et
+    al. 2023; Dohare et al. 2024 permute the pixels instead: ``domain_incremental``). The chunks
+    overlap in inputs, which makes the old mappings interfere with the new one.
+
+    Examples
+    --------
+    >>> from lifelong.data.datasets import load_dataset
+    >>> s = label_permuted(load_dataset("digits"), n_chunks=3, train_per_chunk=100)
+    >>> len(s.chunks), len(s.chunks[0]), s.chunks[0].classes == tuple(range(10))
+    (3, 100, True)
+    """
+    if n_chunks < 1:
+        raise ConfigError(f"label_permuted: n_chunks must be >= 1, got {n_chunks}")
+    classes = tuple(range(ds.n_classes))
+    chunks, evals, perms = [], [], []
+    for i in range(n_chunks):
+        g = torch.Generator().manual_seed(derive_seed(seed, f"labels/{i}"))
+        perm = torch.randperm(ds.n_classes, generator=g)  # (C,): class c is relabelled perm[c]
+        tr = _subsample(torch.arange(len(ds.y_train)), train_per_chunk, seed, f"label_train/{i}")
+        te = _subsample(torch.arange(len(ds.y_test)), test_per_chunk, seed, f"label_test/{i}")
+        name = f"labels{i}_0"
+        chunks.append(Chunk(i, ds.x_train[tr], perm[ds.y_train[tr]], classes, None, name))
+        evals.append(EvalSet(i, ds.x_test[te], perm[ds.y_test[te]], classes, None, name))
+        perms.append(perm.tolist())
+    return Stream("label_permuted", chunks, evals, ds.n_classes, ds.input_shape,
+                  info={"permutations": perms, "dataset": ds.name})
+
+
 def _river_take(stream: object, n: int) -> tuple[Tensor, Tensor]:
     """``n`` samples of a river generator as (x float32 (n, d), y int64 (n,)); features in key order."""
     rows, labels = [], []
@@ -320,6 +358,8 @@ SCENARIOS: Registry = Registry("scenario", {
         ScenarioInfo("domain_incremental", "same classes, new input domain per chunk (permutation or rotation)", domain_incremental),
         ScenarioInfo("online", "task-free online stream: class-incremental split, boundaries hidden", online),
         ScenarioInfo("blurry", "Si-Blurry: random class groups and chunk lengths, classes overlap across chunks", blurry),
+        ScenarioInfo("label_permuted", "a long stream (100 by default) of seeded label permutations of the same inputs",
+                     label_permuted),
         ScenarioInfo("concept_drift", "labels remapped by seeded permutations at random times; old mappings recur", concept_drift),
         ScenarioInfo("river_drift", "river's SEA / RandomRBFDrift generators with drift points (dataset ignored)", river_drift),
         ScenarioInfo("split_cifar10", "Seq-CIFAR-10 of DER: 5 chunks of 2 classes, natural order (task_il option)", split_cifar10),

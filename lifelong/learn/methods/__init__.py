@@ -12,6 +12,7 @@ import pkgutil
 from torch import nn
 
 from lifelong.errors import ConfigError
+from lifelong.learn import plasticity as _plasticity  # noqa: F401  (registers redo, shrink_perturb, continual_backprop)
 from lifelong.learn.base import LEARNERS, Learner, LearnerProtocol, StepStats
 from lifelong.options import check_options, parameters
 from lifelong.registry import Registry
