@@ -121,30 +121,35 @@ def _read_batch(path: Path) -> dict:
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
 
 
-def _images_and_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def images_and_labels(path: Path, key: str = "labels") -> tuple[np.ndarray, np.ndarray]:
+    """``data`` (uint8, (N, 3072)) and the ``key`` labels (int64, (N,)) of one pickled batch,
+    validated (shared with CIFAR-100, whose label keys are ``fine_labels`` and ``coarse_labels``)."""
     batch = _read_batch(path)
-    if "data" not in batch or "labels" not in batch:
-        raise DataError(f"{path}: batch lacks 'data' or 'labels' (keys: {sorted(map(str, batch))})")
-    data, labels = batch["data"], batch["labels"]
+    if "data" not in batch or key not in batch:
+        raise DataError(f"{path}: batch lacks 'data' or {key!r} (keys: {sorted(map(str, batch))})")
+    data, labels = batch["data"], batch[key]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _PIXELS:
         got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise DataError(f"{path}: 'data' must be a uint8 array of shape (N, {_PIXELS}), got {got}")
     if not isinstance(labels, (list, np.ndarray)) or not all(isinstance(v, (int, np.integer)) for v in labels):
-        raise DataError(f"{path}: 'labels' must be a list of integer class ids")
+        raise DataError(f"{path}: {key!r} must be a list of integer class ids")
     labels = np.asarray(labels, dtype=np.int64)
     if labels.shape != (len(data),):
         raise DataError(f"{path}: {len(data)} images but {labels.size} labels")
     return data, labels
 
 
+def label_names(path: Path, key: str) -> tuple[str, ...]:
+    """The class names stored under ``key`` in the pickled ``meta`` file ``path``."""
+    names = _read_batch(path).get(key)
+    if not isinstance(names, list) or not all(isinstance(n, (bytes, str)) for n in names):
+        raise DataError(f"{path}: {key!r} must be a list of strings")
+    return tuple(n.decode("utf-8") if isinstance(n, bytes) else n for n in names)
+
+
 def _class_names(directory: Path) -> tuple[str, ...]:
     path = directory / META
-    if not path.is_file():
-        return CLASS_NAMES
-    names = _read_batch(path).get("label_names")
-    if not isinstance(names, list) or not all(isinstance(n, (bytes, str)) for n in names):
-        raise DataError(f"{path}: 'label_names' must be a list of strings")
-    return tuple(n.decode("utf-8") if isinstance(n, bytes) else n for n in names)
+    return label_names(path, "label_names") if path.is_file() else CLASS_NAMES
 
 
 def search_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -210,10 +215,10 @@ def load(
             f"To fix: {note}pass --download, or extract cifar-10-python.tar.gz and pass --data-dir (data_dir=...) pointing at the "
             f"extracted directory, or put it under $LIFELONG_DATA and set {DATA_ENV}"
         )
-    parts = [_images_and_labels(directory / name) for name in TRAIN_BATCHES]
+    parts = [images_and_labels(directory / name) for name in TRAIN_BATCHES]
     x_train = np.concatenate([p[0] for p in parts])
     y_train = np.concatenate([p[1] for p in parts])
-    x_test, y_test = _images_and_labels(directory / TEST_BATCH)
+    x_test, y_test = images_and_labels(directory / TEST_BATCH)
     shape = (_PIXELS,) if flatten else (3, 32, 32)
     x_train, x_test = scale_uint8(x_train).reshape(-1, 3, 32, 32), scale_uint8(x_test).reshape(-1, 3, 32, 32)
     if normalize:

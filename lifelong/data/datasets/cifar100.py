@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 
 from lifelong.data import Dataset
 from lifelong.data.datasets._common import (
@@ -31,7 +30,7 @@ from lifelong.data.datasets._common import (
     with_subdirs,
 )
 from lifelong.data.datasets.archive import download_archive
-from lifelong.data.datasets.cifar10 import _PIXELS, _read_batch, normalise
+from lifelong.data.datasets.cifar10 import _PIXELS, images_and_labels, label_names, normalise
 from lifelong.errors import ConfigError, DataError
 
 TRAIN, TEST, META = "train", "test", "meta"
@@ -44,31 +43,11 @@ SHA256 = "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 
 
-def _images_and_labels(path: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
-    batch = _read_batch(path)
-    if "data" not in batch or key not in batch:
-        raise DataError(f"{path}: lacks 'data' or {key!r} (keys: {sorted(map(str, batch))}); is this CIFAR-100?")
-    data, labels = batch["data"], batch[key]
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _PIXELS:
-        got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
-        raise DataError(f"{path}: 'data' must be a uint8 array of shape (N, {_PIXELS}), got {got}")
-    if not isinstance(labels, (list, np.ndarray)) or not all(isinstance(v, (int, np.integer)) for v in labels):
-        raise DataError(f"{path}: {key!r} must be a list of integer class ids")
-    labels = np.asarray(labels, dtype=np.int64)
-    if labels.shape != (len(data),):
-        raise DataError(f"{path}: {len(data)} images but {labels.size} labels")
-    return data, labels
-
-
 def _class_names(directory: Path, fine: bool) -> tuple[str, ...] | None:
     path = directory / META
     if not path.is_file():
         return None
-    key = "fine_label_names" if fine else "coarse_label_names"
-    names = _read_batch(path).get(key)
-    if not isinstance(names, list) or not all(isinstance(n, (bytes, str)) for n in names):
-        raise DataError(f"{path}: {key!r} must be a list of strings")
-    return tuple(n.decode("utf-8") if isinstance(n, bytes) else n for n in names)
+    return label_names(path, "fine_label_names" if fine else "coarse_label_names")
 
 
 def search_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -131,8 +110,8 @@ def load(
             f"extracted directory, or put it under $LIFELONG_DATA and set {DATA_ENV}"
         )
     key = f"{labels}_labels"
-    x_train, y_train = _images_and_labels(directory / TRAIN, key)
-    x_test, y_test = _images_and_labels(directory / TEST, key)
+    x_train, y_train = images_and_labels(directory / TRAIN, key)
+    x_test, y_test = images_and_labels(directory / TEST, key)
     n_classes = 100 if labels == "fine" else 20
     for y, path in ((y_train, TRAIN), (y_test, TEST)):
         if y.size and (y.min() < 0 or y.max() >= n_classes):
