@@ -126,6 +126,7 @@ class Service:
         self._flip_x: torch.Tensor | None = None
         self._flip_y: torch.Tensor | None = None
         self._flip_refresh_at = 0.0
+        self._flip_scored_at = float("-inf")  # when the metric-only flip rate was last taken
         self.flip_rate = float("nan")
         self.flip_sample_rows = 0
         self.refused_flip_rate = float("nan")  # of the last refused publish
@@ -296,26 +297,37 @@ class Service:
         return self._flip_x, self._flip_y
 
     def _flip(self, new: Any, old: Any) -> float | None:
-        """Negative flip rate of ``new`` against ``old`` on the flip sample (``None``: no sample yet)."""
+        """Negative flip rate of ``new`` (the worker's learner) against ``old`` (the served copy) on
+        the flip sample (``None``: no sample yet). Only the served copy's pass holds the serving lock
+        (fast-path updates mutate it); the learner is the worker's own, so ``/predict`` never waits
+        for its pass."""
         sample = self.flip_sample()
         if sample is None:
             return None
         x, y = sample
         with torch.no_grad():
-            old_right = old.predict(x).argmax(1) == y
             new_right = new.predict(x).argmax(1) == y
+            with self.published.lock:
+                old_out = old.predict(x)
+            old_right = old_out.argmax(1) == y
         self.flip_sample_rows = len(y)
         self.flip_rate = float((old_right & ~new_right).float().mean())
         return self.flip_rate
 
     def _gate(self, learner: Any) -> bool:
         """The publish guard (worker thread): score ``learner`` against the served model; refuse the
-        publish past ``max_flip_rate``."""
+        publish past ``max_flip_rate``. Without a guard or a held-back sample the score is only a metric,
+        taken at most once a second (two forward passes over the sample, and publishes come per batch)."""
         served = self.published.current
         if served is None:
             return True
-        with self.published.lock:  # the served copy is read by /predict threads too
-            rate = self._flip(learner, served)
+        metric_only = self.cfg.max_flip_rate is None and not self.cfg.holdout_every
+        now = time.monotonic()
+        if metric_only and now < self._flip_scored_at + 1.0:
+            return True
+        rate = self._flip(learner, served)
+        if rate is not None:
+            self._flip_scored_at = now
         if rate is not None and self.cfg.max_flip_rate is not None and rate > self.cfg.max_flip_rate:
             self.publish_refused.inc()
             self.refused_flip_rate = rate
@@ -324,8 +336,7 @@ class Service:
 
     def _on_promote(self, learner: Any) -> None:
         if self.published.current is not None:
-            with self.published.lock:
-                self._flip(learner, self.published.current)
+            self._flip(learner, self.published.current)
 
     def _on_applied(self, n: int, lags: list[float]) -> None:
         self.applied.inc(n)
