@@ -19,8 +19,9 @@ logged.
 
 Examples
 --------
->>> parse_tokens("feedback abcdefghijklmnop0123\\nadmin,predict ABCDEFGHIJKLMNOP0123\\n", where="t")
-[('abcdefghijklmnop0123', frozenset({'feedback'})), ('ABCDEFGHIJKLMNOP0123', frozenset({'admin', 'predict'}))]
+>>> [(t, sorted(scopes)) for t, scopes in
+...  parse_tokens("feedback abcdefghijklmnop0123\\nadmin,predict ABCDEFGHIJKLMNOP0123\\n", where="t")]
+[('abcdefghijklmnop0123', ['feedback']), ('ABCDEFGHIJKLMNOP0123', ['admin', 'predict'])]
 >>> check_token("secret-with-trailing-space-- ", where="the token")
 Traceback (most recent call last):
 ...
