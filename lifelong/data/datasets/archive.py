@@ -21,11 +21,14 @@ _CHUNK = 1 << 20
 _TIMEOUT_S = 60
 
 
-def fetch_verified(url: str, target: Path, sha256: str, *, who: str) -> None:
+def fetch_verified(url: str, target: Path, sha256: str, *, who: str, retry_hint: str = "",
+                   remedy: str | None = None) -> None:
     """Stream ``url`` to ``target``, renamed into place only when its SHA-256 is ``sha256``.
 
-    Raises :class:`ConfigError` for a URL that is not http(s), :class:`DataError` when the
-    download fails or its digest differs (nothing is left behind).
+    ``retry_hint`` ends the message of a digest mismatch; ``remedy`` follows "Check the network (or
+    proxy), " in the message of a failed download (by default: a mirror by ``url=...``, or the
+    archive extracted by hand). Raises :class:`ConfigError` for a URL that is not http(s),
+    :class:`DataError` when the download fails or its digest differs (nothing is left behind).
     """
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise ConfigError(f"{who}: download URL must start with http:// or https://, got {url!r}")
@@ -38,10 +41,12 @@ def fetch_verified(url: str, target: Path, sha256: str, *, who: str) -> None:
                 out.write(chunk)
             if digest.hexdigest() != sha256:
                 raise DataError(f"{who}: {url} has SHA-256 {digest.hexdigest()} but {sha256} was expected; the "
-                                f"download is corrupt or the server is not the official source. Nothing was kept")
+                                f"download is corrupt or the server is not the official source. Nothing was kept"
+                                + retry_hint)
     except (urllib.error.URLError, OSError) as exc:  # HTTPError and timeouts are both subclasses
-        raise DataError(f"{who}: could not download {url}: {exc}. Check the network (or proxy), pass url=... for a "
-                        f"mirror, or extract the official archive into {target.parent} yourself") from exc
+        if remedy is None:
+            remedy = f"pass url=... for a mirror, or extract the official archive into {target.parent} yourself"
+        raise DataError(f"{who}: could not download {url}: {exc}. Check the network (or proxy), {remedy}") from exc
 
 
 def extract_tar(archive: Path, dest: Path, top: str, *, who: str) -> Path:

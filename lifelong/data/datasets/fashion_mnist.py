@@ -17,29 +17,24 @@ renamed into place.
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 from lifelong.data import Dataset
 from lifelong.data.datasets._common import (
     DATA_ENV,
     as_path,
-    atomic_write,
     cache_root,
     check_bool,
     data_root,
     format_dirs,
     with_subdirs,
 )
+from lifelong.data.datasets.archive import fetch_verified
 from lifelong.data.datasets.idx import IDX_FILES, find_idx_file, has_idx_files, load_idx_dataset
 from lifelong.errors import ConfigError, DataError
 
-log = logging.getLogger(__name__)
 
 SUBDIR = "fashion-mnist"
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -69,8 +64,6 @@ CLASS_NAMES = (
     "Bag",
     "Ankle boot",
 )
-_TIMEOUT_S = 60
-_CHUNK = 1 << 20
 
 
 def search_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -161,24 +154,9 @@ def download_files(directory: Path, base_url: str = URL) -> None:
 
 
 def _fetch(url: str, target: Path, expected_sha256: str) -> None:
-    log.info("downloading %s to %s", url, target)
-    try:
-        with atomic_write(target) as out, urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
-            sha = hashlib.sha256()
-            while chunk := response.read(_CHUNK):
-                sha.update(chunk)
-                out.write(chunk)
-            if sha.hexdigest() != expected_sha256:
-                raise DataError(
-                    f"fashion_mnist: {url} has SHA-256 {sha.hexdigest()} but {expected_sha256} was expected; "
-                    "the download is corrupt or the server is not the official source. Nothing was kept. "
-                    f"Retry, or set {URL_ENV} to a trusted mirror"
-                )
-    except (urllib.error.URLError, OSError) as exc:  # HTTPError and timeouts are both subclasses
-        raise DataError(
-            f"fashion_mnist: could not download {url}: {exc}. Check the network (or proxy), set {URL_ENV} to a "
-            f"mirror, or copy the four files into {target.parent} yourself"
-        ) from exc
+    fetch_verified(url, target, expected_sha256, who="fashion_mnist",
+                   retry_hint=f". Retry, or set {URL_ENV} to a trusted mirror",
+                   remedy=f"set {URL_ENV} to a mirror, or copy the four files into {target.parent} yourself")
 
 
 def _not_found_message(data_dir: str | os.PathLike[str] | None) -> str:
