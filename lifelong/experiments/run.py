@@ -197,7 +197,7 @@ def _execute_seeds(cfg: RunConfig, run_dir: Path, first: BuiltRun | None, ds: Da
             state = states.get(seed)
             if state is not None and state["finished"]:
                 continue
-            built, first = (first, None) if seed == cfg.seeds[0] else (None, None)
+            built, first = (first if seed == cfg.seeds[0] else None), None  # the first seed's run, once
             for rec, stream in iter_seed(cfg, ds, seed, run_dir, log, state, built=built):
                 if trackers:
                     trackers.record(rec)
