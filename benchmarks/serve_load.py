@@ -43,7 +43,7 @@ def images(n: int) -> tuple[np.ndarray, np.ndarray, str]:
 
         if dataset_available("fashion_mnist"):
             ds = load_dataset("fashion_mnist")
-            x = ds.x_test[:n].reshape(-1, 784).numpy()
+            x = ds.test_inputs()[:n].reshape(-1, 784).numpy()
             return x, ds.y_test[:n].numpy(), "fashion_mnist"
     except Exception as e:  # the benchmark still runs on synthetic inputs of the same shape
         print(f"(Fashion-MNIST not loaded: {e}; using random inputs)", file=sys.stderr)

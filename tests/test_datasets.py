@@ -179,8 +179,11 @@ def test_fashion_mnist_from_the_system_package(monkeypatch):
     assert dataset_available("fashion_mnist")
     ds = load_dataset("fashion_mnist")
     assert ds.x_train.shape == (60000, 784) and ds.x_test.shape == (10000, 784)
-    assert ds.x_train.dtype == torch.float32 and ds.y_train.dtype == torch.int64
-    assert float(ds.x_train.min()) == 0.0 and float(ds.x_train.max()) == 1.0
+    # stored as the file's uint8 pixels (a quarter of float32's memory), read as float32 in [0, 1]
+    assert ds.x_train.dtype == torch.uint8 and ds.scale == 1 / 255 and ds.y_train.dtype == torch.int64
+    rows = ds.train_inputs(torch.arange(0, 60000, 7))
+    assert rows.dtype == torch.float32 and float(rows.min()) == 0.0 and float(rows.max()) == 1.0
+    assert ds.max_abs_input() == 1.0
     assert torch.bincount(ds.y_train).tolist() == [6000] * 10
     assert torch.bincount(ds.y_test).tolist() == [1000] * 10
     assert ds.class_names[0] == "T-shirt/top" and ds.class_names[9] == "Ankle boot"
@@ -195,7 +198,7 @@ def test_fashion_mnist_search_order(tmp_path, monkeypatch):
     monkeypatch.setenv("LIFELONG_DATA", str(env_root))
 
     def marker(**kwargs) -> int:
-        return round(float(load_dataset("fashion_mnist", **kwargs).x_train[0, 0]) * 255)
+        return round(float(load_dataset("fashion_mnist", **kwargs).train_inputs()[0, 0]) * 255)
 
     assert marker(data_dir=explicit) == 1  # data_dir beats LIFELONG_DATA
     assert marker() == 2  # LIFELONG_DATA beats the system copy
@@ -245,7 +248,7 @@ def test_fashion_mnist_download_verifies_and_stores(tmp_path, file_server):
     target = tmp_path / "target"
     ds = load_dataset("fashion_mnist", data_dir=target, download=True, url=url)
     expected = arrays["train_images"].reshape(6, -1) / np.float32(255)
-    np.testing.assert_allclose(ds.x_train.numpy(), expected, rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(ds.train_inputs().numpy(), expected)  # x / 255, bit for bit
     assert sorted(p.name for p in target.iterdir()) == sorted(fashion_mnist.SHA256)
     for p in target.iterdir():
         assert p.read_bytes() == (served / p.name).read_bytes()
@@ -291,7 +294,7 @@ def test_mnist_style_from_local_files(tmp_path, monkeypatch, name):
     ds = load_dataset(name, data_dir=tmp_path / "direct")
     assert ds.x_train.shape == (12, 784) and ds.x_test.shape == (5, 784)
     np.testing.assert_array_equal(ds.y_train.numpy(), arrays["train_labels"])
-    np.testing.assert_allclose(ds.x_test.numpy() * 255, arrays["test_images"].reshape(5, -1), atol=1e-4)
+    np.testing.assert_allclose(ds.test_inputs().numpy() * 255, arrays["test_images"].reshape(5, -1), atol=1e-4)
     assert load_dataset(name, data_dir=tmp_path / "direct", flatten=False).input_shape == (1, 28, 28)
 
     write_mnist_dir(tmp_path / "root" / name, n_train=8)
@@ -512,3 +515,42 @@ def test_nonfinite_rows_are_found_in_every_block(row):
     assert first_nonfinite_row(x, block=70) == row  # 10 rows per block
     with pytest.raises(DataError, match=f"row {row}"):
         Dataset("toy", x, torch.zeros(100, dtype=torch.int64), torch.zeros(2, 7), torch.zeros(2, dtype=torch.int64))
+
+
+def test_a_dataset_of_uint8_codes_builds_the_same_streams_as_its_float_copy():
+    """The image loaders keep uint8 pixels with ``scale = 1/255``; every scenario converts the rows
+    it takes. The chunks and eval sets must be, bit for bit, those of the float32 dataset."""
+    from lifelong.data import scenarios
+    from lifelong.data.core import Dataset
+
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 256, (120, 16), generator=g, dtype=torch.uint8)
+    test = torch.randint(0, 256, (40, 16), generator=g, dtype=torch.uint8)
+    y, yt = torch.arange(120) % 4, torch.arange(40) % 4
+    packed = Dataset("p", codes, y, test, yt, scale=1 / 255)
+    plain = Dataset("p", torch.from_numpy(codes.numpy().astype(np.float32) / np.float32(255)), y,
+                    torch.from_numpy(test.numpy().astype(np.float32) / np.float32(255)), yt)
+    assert packed.max_abs_input() == plain.max_abs_input()
+    builds = [
+        lambda ds: scenarios.class_incremental(ds, n_chunks=2, seed=1),
+        lambda ds: scenarios.domain_incremental(ds, n_chunks=2, seed=1, train_per_chunk=50),
+        lambda ds: scenarios.domain_incremental(ds, n_chunks=2, seed=1, transform="rotation"),
+        lambda ds: scenarios.label_permuted(ds, n_chunks=2, seed=1),
+    ]
+    for build in builds:
+        a, b = build(packed), build(plain)
+        for pa, pb in zip([*a.chunks, *a.eval_sets], [*b.chunks, *b.eval_sets], strict=True):
+            assert pa.x.dtype == torch.float32
+            assert torch.equal(pa.x, pb.x) and torch.equal(pa.y, pb.y)
+
+
+def test_a_dataset_scale_must_match_its_inputs():
+    from lifelong.data.core import Dataset
+
+    y = torch.zeros(3, dtype=torch.int64)
+    with pytest.raises(DataError, match="uint8 codes"):
+        Dataset("p", torch.zeros(3, 2), y, torch.zeros(3, 2), y, scale=1 / 255)  # float inputs with a scale
+    with pytest.raises(DataError, match="positive finite"):
+        Dataset("p", torch.zeros(3, 2, dtype=torch.uint8), y, torch.zeros(3, 2, dtype=torch.uint8), y, scale=-1.0)
+    with pytest.raises(DataError, match="float32"):
+        Dataset("p", torch.zeros(3, 2, dtype=torch.uint8), y, torch.zeros(3, 2, dtype=torch.uint8), y)

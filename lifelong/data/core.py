@@ -2,7 +2,9 @@
 and :class:`EvalSet`.
 
 All are frozen dataclasses holding tensors. Inputs are ``float32`` of shape ``(N, *input_shape)``
-and labels are ``int64`` of shape ``(N,)``.
+and labels are ``int64`` of shape ``(N,)``. A :class:`Dataset` may store its inputs as ``uint8`` codes
+with a ``scale`` (the image loaders do: a quarter of the memory); :meth:`Dataset.train_inputs` and
+:meth:`Dataset.test_inputs` give them as float32, and the scenarios build their chunks from those.
 """
 
 from __future__ import annotations
@@ -26,6 +28,16 @@ class Dataset:
     ...              torch.zeros(2, 2), torch.tensor([0, 1]))
     >>> ds.n_classes, ds.input_shape
     (2, (2,))
+
+    With ``scale``, ``x_train`` and ``x_test`` hold ``uint8`` codes and the inputs are
+    ``codes * scale`` in float32 (``codes.float() / (1 / scale)`` when ``1 / scale`` is an integer,
+    so that 255-level pixels give exactly the floats ``x / 255`` gives). Read inputs through
+    :meth:`train_inputs` and :meth:`test_inputs`, which gather the rows first and convert only those:
+
+    >>> img = Dataset("img", torch.tensor([[0, 255], [51, 102]], dtype=torch.uint8), torch.tensor([0, 1]),
+    ...               torch.tensor([[255, 0]], dtype=torch.uint8), torch.tensor([1]), scale=1 / 255)
+    >>> img.train_inputs(torch.tensor([1])).tolist(), img.test_inputs().dtype
+    ([[0.20000000298023224, 0.4000000059604645]], torch.float32)
     """
 
     name: str
@@ -34,10 +46,14 @@ class Dataset:
     x_test: Tensor  # (M, *input_shape) float32
     y_test: Tensor  # (M,) int64
     class_names: tuple[str, ...] | None = None
+    scale: float | None = None  # x_* are uint8 codes; the inputs are codes * scale
 
     def __post_init__(self) -> None:
-        validate_arrays(self.x_train, self.y_train, where=f"{self.name} train split")
-        validate_arrays(self.x_test, self.y_test, where=f"{self.name} test split")
+        if self.scale is not None and not (isinstance(self.scale, float) and 0 < self.scale < float("inf")):
+            raise DataError(f"{self.name}: scale must be a positive finite float, got {self.scale!r}")
+        codes = torch.uint8 if self.scale is not None else None
+        validate_arrays(self.x_train, self.y_train, where=f"{self.name} train split", codes=codes)
+        validate_arrays(self.x_test, self.y_test, where=f"{self.name} test split", codes=codes)
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
             raise DataError(
                 f"{self.name}: train inputs have shape {tuple(self.x_train.shape[1:])} but test "
@@ -51,6 +67,35 @@ class Dataset:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+    def train_inputs(self, idx: Tensor | None = None) -> Tensor:
+        """The training inputs (rows ``idx``, or all) as float32; a new tensor unless the dataset
+        stores float32 and ``idx`` is None."""
+        return self._inputs(self.x_train, idx)
+
+    def test_inputs(self, idx: Tensor | None = None) -> Tensor:
+        """The test inputs (rows ``idx``, or all) as float32; see :meth:`train_inputs`."""
+        return self._inputs(self.x_test, idx)
+
+    def max_abs_input(self) -> float:
+        """The largest absolute training input, without converting the whole split."""
+        if self.x_train.numel() == 0:
+            return 0.0
+        if self.scale is None:
+            return float(self.x_train.abs().max())
+        return float(self._decode(self.x_train.max().reshape(1)))
+
+    def _inputs(self, x: Tensor, idx: Tensor | None) -> Tensor:
+        rows = x if idx is None else x[idx]
+        return rows if self.scale is None else self._decode(rows)
+
+    def _decode(self, codes: Tensor) -> Tensor:
+        assert self.scale is not None
+        out = codes.to(torch.float32)
+        levels = 1.0 / self.scale
+        if abs(levels - round(levels)) < 1e-9:  # x / 255, bit for bit what the float loaders computed
+            return out.div_(round(levels))
+        return out.mul_(self.scale)
 
 
 def first_nonfinite_row(x: Tensor, block: int = 1 << 22) -> int | None:
@@ -68,12 +113,14 @@ def first_nonfinite_row(x: Tensor, block: int = 1 << 22) -> int | None:
     return None
 
 
-def validate_arrays(x: Tensor, y: Tensor, *, where: str) -> None:
-    """Raise :class:`DataError` unless ``x`` is finite float32 and ``y`` non-negative int64 of equal length."""
+def validate_arrays(x: Tensor, y: Tensor, *, where: str, codes: torch.dtype | None = None) -> None:
+    """Raise :class:`DataError` unless ``x`` is finite float32 (or of dtype ``codes``, when given)
+    and ``y`` non-negative int64 of equal length."""
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
         raise DataError(f"{where}: inputs and labels must be torch tensors")
-    if x.dtype != torch.float32:
-        raise DataError(f"{where}: inputs must be float32, got {x.dtype}")
+    if x.dtype != (codes or torch.float32):
+        what = f"{codes} codes (the dataset has a scale)" if codes else "float32"
+        raise DataError(f"{where}: inputs must be {what}, got {x.dtype}")
     if y.dtype != torch.int64:
         raise DataError(f"{where}: labels must be int64 class ids, got {y.dtype}")
     if y.ndim != 1 or x.ndim < 2 or x.shape[0] != y.shape[0]:
@@ -82,7 +129,7 @@ def validate_arrays(x: Tensor, y: Tensor, *, where: str) -> None:
         )
     if x.shape[0] == 0:
         raise DataError(f"{where}: the split is empty")
-    bad = first_nonfinite_row(x)
+    bad = first_nonfinite_row(x) if codes is None else None  # integer codes are always finite
     if bad is not None:
         raise DataError(f"{where}: inputs contain NaN or inf (first at row {bad}); clean or drop those rows")
     if int(y.min()) < 0:

@@ -124,8 +124,8 @@ def blurry(
             raise ConfigError(f"blurry: chunk {i} (home classes {cls.tolist()}) has no training or no test samples in {ds.name}")
         name = f"task{i}_" + "-".join(map(str, cls.tolist()))
         present = tuple(sorted(ds.y_train[tr].unique().tolist()))
-        chunks.append(Chunk(i, ds.x_train[tr], ds.y_train[tr], present, None, name))
-        evals.append(EvalSet(i, ds.x_test[te], ds.y_test[te], tuple(cls.tolist()), None, name))
+        chunks.append(Chunk(i, ds.train_inputs(tr), ds.y_train[tr], present, None, name))
+        evals.append(EvalSet(i, ds.test_inputs(te), ds.y_test[te], tuple(cls.tolist()), None, name))
     return Stream(
         "blurry", chunks, evals, ds.n_classes, ds.input_shape, task_free=task_free,
         info={"home_classes": [sorted(h) for h in homes], "blurry_classes": blurry_classes,
@@ -182,8 +182,8 @@ def concept_drift(
     chunks = []
     for i, (s, e, c) in enumerate(zip(starts, ends, schedule, strict=True)):
         idx = pool[s:e].sort().values
-        chunks.append(Chunk(i, ds.x_train[idx], perms[c][ds.y_train[idx]], classes, None, f"concept{c}_0"))
-    evals = [EvalSet(c, ds.x_test[te], perms[c][ds.y_test[te]], classes, None, f"concept{c}_0") for c in range(n_concepts)]
+        chunks.append(Chunk(i, ds.train_inputs(idx), perms[c][ds.y_train[idx]], classes, None, f"concept{c}_0"))
+    evals = [EvalSet(c, ds.test_inputs(te), perms[c][ds.y_test[te]], classes, None, f"concept{c}_0") for c in range(n_concepts)]
     return Stream(
         "concept_drift", chunks, evals, n, ds.input_shape, task_free=task_free,
         info={"concepts": schedule, "permutations": [p.tolist() for p in perms], "drift_points": ends[:-1],
@@ -222,8 +222,8 @@ def label_permuted(
         tr = _subsample(torch.arange(len(ds.y_train)), train_per_chunk, seed, f"label_train/{i}")
         te = _subsample(torch.arange(len(ds.y_test)), test_per_chunk, seed, f"label_test/{i}")
         name = f"labels{i}_0"
-        chunks.append(Chunk(i, ds.x_train[tr], perm[ds.y_train[tr]], classes, None, name))
-        evals.append(EvalSet(i, ds.x_test[te], perm[ds.y_test[te]], classes, None, name))
+        chunks.append(Chunk(i, ds.train_inputs(tr), perm[ds.y_train[tr]], classes, None, name))
+        evals.append(EvalSet(i, ds.test_inputs(te), perm[ds.y_test[te]], classes, None, name))
         perms.append(perm.tolist())
     return Stream("label_permuted", chunks, evals, ds.n_classes, ds.input_shape,
                   info={"permutations": perms, "dataset": ds.name})

@@ -121,8 +121,8 @@ def _split_by_class(
         tr_task = torch.full((len(tr),), i, dtype=torch.int64) if expose_task else None
         te_task = torch.full((len(te),), i, dtype=torch.int64) if expose_task else None
         name = f"task{i}_" + "-".join(map(str, cs))
-        chunks.append(Chunk(i, ds.x_train[tr], ds.y_train[tr], tuple(cs), tr_task, name))
-        evals.append(EvalSet(i, ds.x_test[te], ds.y_test[te], tuple(cs), te_task, name))
+        chunks.append(Chunk(i, ds.train_inputs(tr), ds.y_train[tr], tuple(cs), tr_task, name))
+        evals.append(EvalSet(i, ds.test_inputs(te), ds.y_test[te], tuple(cs), te_task, name))
     return Stream(
         who, chunks, evals, ds.n_classes, ds.input_shape,
         task_classes=[tuple(g) for g in groups] if expose_task else None,
@@ -185,10 +185,14 @@ def rotate(x: Tensor, degrees: float) -> Tensor:
     return restore(out)
 
 
-def _permuted(x: Tensor, rows: Tensor, perm: Tensor) -> Tensor:
-    """``x[rows]`` with its flattened features permuted by ``perm``: one copy when ``rows`` is every row."""
+def _permuted(ds: Dataset, split: str, rows: Tensor, perm: Tensor) -> Tensor:
+    """The inputs ``rows`` of ``ds``'s ``split`` with their flattened features permuted by ``perm``:
+    one copy of the stored values when ``rows`` is every row (uint8 codes are permuted, then
+    converted, which gives the same floats as converting first)."""
+    x = ds.x_train if split == "train" else ds.x_test
     flat = x.flatten(1) if len(rows) == len(x) else x[rows].flatten(1)
-    return torch.index_select(flat, 1, perm).view(len(rows), *x.shape[1:])
+    moved = torch.index_select(flat, 1, perm).view(len(rows), *x.shape[1:])
+    return moved if ds.scale is None else ds._decode(moved)
 
 
 def domain_incremental(
@@ -213,7 +217,7 @@ def domain_incremental(
         if transform == "permutation":
             d = ds.x_train[0].numel()
             perm = torch.arange(d) if (first_identity and i == 0) else torch.randperm(d, generator=g)
-            xtr, xte = _permuted(ds.x_train, tr, perm), _permuted(ds.x_test, te, perm)
+            xtr, xte = _permuted(ds, "train", tr, perm), _permuted(ds, "test", te, perm)
             params.append(f"perm{i}")
         else:
             if angles is not None:
@@ -221,8 +225,8 @@ def domain_incremental(
             else:
                 angle = 0.0 if (first_identity and i == 0) else float(torch.rand((), generator=g)) * 180.0
             full_tr, full_te = len(tr) == len(ds.y_train), len(te) == len(ds.y_test)  # rotate reads, never writes
-            xtr = rotate(ds.x_train if full_tr else ds.x_train[tr], angle)
-            xte = rotate(ds.x_test if full_te else ds.x_test[te], angle)
+            xtr = rotate(ds.train_inputs(None if full_tr else tr), angle)
+            xte = rotate(ds.test_inputs(None if full_te else te), angle)
             params.append(round(angle, 3))
         name = f"{transform}{i}_0"
         chunks.append(Chunk(i, xtr, ds.y_train[tr], classes, None, name))

@@ -92,7 +92,7 @@ def scale_hint(records: Iterator[Record], ds: Dataset | None) -> Iterator[Record
     try:
         yield from records
     except TrainingDiverged as e:
-        peak = float(ds.x_train.abs().max()) if ds is not None and ds.x_train.numel() else 0.0
+        peak = ds.max_abs_input() if ds is not None else 0.0
         if peak <= UNSCALED_ABS:
             raise
         raise TrainingDiverged(

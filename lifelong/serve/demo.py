@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     name = "fashion_mnist" if dataset_available("fashion_mnist") else "digits"
     ds = load_dataset(name)
     schedule = [0, 1, 2, 0, 1]
-    x, y, drifts = drift_stream(ds.x_train, ds.y_train, segment=args.segment, schedule=schedule, seed=args.seed)
+    x, y, drifts = drift_stream(ds.train_inputs(), ds.y_train, segment=args.segment, schedule=schedule, seed=args.seed)
     results = {}
     with tempfile.TemporaryDirectory() as d:
         jsonl = Path(d) / "events.jsonl"

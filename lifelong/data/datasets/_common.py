@@ -152,16 +152,33 @@ def make_dataset(
     x_test: np.ndarray,
     y_test: np.ndarray,
     class_names: Sequence[str] | None = None,
+    *,
+    scale: float | None = None,
 ) -> Dataset:
-    """Build a validated :class:`~lifelong.data.Dataset` from numpy arrays."""
+    """Build a validated :class:`~lifelong.data.Dataset` from numpy arrays.
+
+    With ``scale`` the inputs are uint8 codes, kept as they are (the dataset's inputs are
+    ``codes * scale``; see :class:`~lifelong.data.Dataset`)."""
+    to_x = to_tensor_x if scale is None else to_tensor_codes
     return Dataset(
         name,
-        to_tensor_x(x_train),
+        to_x(x_train),
         to_tensor_y(y_train),
-        to_tensor_x(x_test),
+        to_x(x_test),
         to_tensor_y(y_test),
         tuple(class_names) if class_names is not None else None,
+        scale,
     )
+
+
+def to_tensor_codes(x: np.ndarray) -> torch.Tensor:
+    """Return uint8 ``x`` as a uint8 tensor that owns writable memory."""
+    x = np.asarray(x)
+    if x.dtype != np.uint8:
+        raise DataError(f"expected uint8 codes, got {x.dtype}")
+    if not x.flags.writeable or not x.flags.c_contiguous:
+        x = np.array(x, order="C")
+    return torch.from_numpy(x)
 
 
 def scale_uint8(x: np.ndarray) -> np.ndarray:

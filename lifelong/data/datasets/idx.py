@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from lifelong.data import Dataset
-from lifelong.data.datasets._common import atomic_write, make_dataset, scale_uint8
+from lifelong.data.datasets._common import atomic_write, make_dataset
 from lifelong.errors import DataError
 
 # IDX type byte -> big-endian numpy dtype.
@@ -184,7 +184,8 @@ def load_idx_dataset(
 ) -> Dataset:
     """Load an MNIST-style directory (the four :data:`IDX_FILES`) as a :class:`~lifelong.data.Dataset`.
 
-    Pixels are scaled to [0, 1]. Inputs have shape ``(rows*cols,)`` when ``flatten`` is true, else
+    Pixels are scaled to [0, 1]: the dataset keeps the uint8 pixels with ``scale = 1/255`` (a quarter
+    of the memory of float32; the scenarios convert each chunk's rows). Inputs have shape ``(rows*cols,)`` when ``flatten`` is true, else
     ``(1, rows, cols)``.
     """
     paths = {}
@@ -202,9 +203,10 @@ def load_idx_dataset(
     shape = (-1,) if flatten else (1, *x_train.shape[1:])
     return make_dataset(
         name,
-        scale_uint8(x_train).reshape(len(x_train), *shape),
+        x_train.reshape(len(x_train), *shape),
         y_train,
-        scale_uint8(x_test).reshape(len(x_test), *shape),
+        x_test.reshape(len(x_test), *shape),
         y_test,
         class_names,
+        scale=1 / 255,
     )

@@ -41,9 +41,8 @@ from torch.func import functional_call
 from lifelong.data import Batch
 from lifelong.errors import ConfigError
 from lifelong.learn.base import Learner, StepStats
-from lifelong.learn.memory import ReservoirMemory
+from lifelong.learn.methods.er import ER
 from lifelong.learn.terms import IncomingCE, ReplayCE
-from lifelong.seeding import derive_seed
 
 
 class RetrievedReplay(ReplayCE):
@@ -57,8 +56,9 @@ class RetrievedReplay(ReplayCE):
         return [] if batch is None else [batch]
 
 
-class MIR(Learner):
-    """Memory: a reservoir buffer. Terms: ``CE(batch) + CE(the maximally interfered candidates)``."""
+class MIR(ER):
+    """ER's reservoir and terms, with the replay batch chosen by :meth:`retrieve`:
+    ``CE(batch) + CE(the maximally interfered candidates)``."""
 
     name = "mir"
     description = "MIR: replays the buffer candidates whose loss a virtual SGD step on the batch would raise most"
@@ -66,15 +66,14 @@ class MIR(Learner):
 
     def __init__(self, model: nn.Module, *, mem_size: int = 500, subsample: int = 50,
                  replay_batch: int | None = None, **base) -> None:
-        super().__init__(model, **base)
         if subsample < 1:
             raise ConfigError(f"mir: subsample must be >= 1, got {subsample}")
         if replay_batch is not None and replay_batch < 1:
             raise ConfigError(f"mir: replay_batch must be >= 1, got {replay_batch}")
-        self.mem_size, self.subsample, self.replay_batch = mem_size, subsample, replay_batch
-        self.memory = ReservoirMemory(mem_size, seed=derive_seed(self.seed, "memory"), device=self.device)
+        super().__init__(model, mem_size=mem_size, replay_batch=replay_batch, **base)
+        self.subsample = subsample
         self.retrieved: Batch | None = None  # this step's replay batch, set by retrieve
-        self.compose(IncomingCE(), RetrievedReplay())
+        self.compose(IncomingCE(), RetrievedReplay())  # ER's uniform draw replaced by the retrieved batch
 
     def buffer_copies(self) -> dict[str, Tensor]:
         """Copies of the model's buffers (BatchNorm statistics), for forward passes that must not
@@ -110,17 +109,8 @@ class MIR(Learner):
         return Batch(candidates.x[top], candidates.y[top], task)
 
     def observe(self, batch: Batch) -> StepStats:
+        """Retrieve this step's replay batch, then ER's step (the reservoir is written after it)."""
         self.check_batch(batch)
         self.train_mode()
         self.retrieved = self.retrieve(batch)
-        ctx = self.context(batch)
-        loss = self.update(ctx)
-        self.memory.add(batch)
-        self.record_seen(batch)
-        return self.stats(ctx.logits, batch, loss)
-
-    def extra_state(self) -> dict:
-        return {"memory": self.memory.state_dict()}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.memory.load_state_dict(state["memory"])
+        return super().observe(batch)
