@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,23 @@ def test_an_ordering_must_hold_on_every_seed_not_only_on_the_mean():
     outcomes["s/b"] = _outcome("b", [0.6] * 3, [0.3] * 3, online=[0.4, 0.45, 0.49])
     online = check_order(suite, Order("s", "a", "b", metric="online_acc"), outcomes)
     assert online.passed and online.margins == pytest.approx([0.1, 0.05, 0.01])
+
+
+def test_late_learning_acc_orders_on_the_new_task_accuracy_of_the_last_tasks():
+    from lifelong.evaluate.classic import late_learning_accuracy
+    from lifelong.experiments.ledger import Suite
+
+    R = [[0.9, 0.0, 0.0], [0.5, 0.8, 0.0], [0.4, 0.3, 0.2]]
+    assert late_learning_accuracy(R) == pytest.approx(0.2)  # k = ceil(0.3) = 1: the last diagonal entry
+    assert late_learning_accuracy(R, fraction=0.5) == pytest.approx(0.5)  # k = 2: (0.8 + 0.2) / 2
+    assert math.isnan(late_learning_accuracy([[0.5, 0.5]]))  # not square
+    entries = [Entry("s", {"name": n}, 0.0, 1.0, seeds=(0, 1)) for n in ("a", "b")]
+    suite = Suite(Path("s.toml"), "s", "fast", (0, 1), "", {}, entries, {})
+    outcomes = {"s/a": Outcome(entries[0], [0.1, 0.1], [0.9, 0.9], 0.0, [0.5, 0.5], late_seeds=[0.8, 0.7]),
+                "s/b": Outcome(entries[1], [0.2, 0.2], [0.9, 0.9], 0.0, [0.5, 0.5], late_seeds=[0.3, 0.75])}
+    late = check_order(suite, Order("s", "a", "b", metric="late_learning_acc"), outcomes)
+    assert late.margins == pytest.approx([0.5, -0.05]) and not late.passed  # seed 1 fails although the final ACC says nothing
+    assert "late-task" in late.order.label
 
 
 def test_bands_come_from_the_spread_of_the_mean_over_seeds():

@@ -156,3 +156,16 @@ def test_missing_metrics_is_a_clear_error(tmp_path):
     (tmp_path / "log.jsonl").write_text("")
     with pytest.raises(DataError, match="lifelong report"):
         load_run(tmp_path)
+
+
+def test_task_series_plot_draws_one_panel_per_series_as_a_png():
+    pytest.importorskip("matplotlib")
+    import numpy as np
+
+    from lifelong.report.plots import task_series_plot
+
+    mean, std = np.linspace(0.9, 0.1, 20), np.full(20, 0.05)
+    p = task_series_plot([("new-task accuracy", {"naive": (mean, std), "redo": (mean[::-1], std)}),
+                          ("effective rank", {"naive": (10 * mean, std)})], "plasticity.png")
+    assert p.name == "plasticity.png" and p.png.startswith(PNG_MAGIC)
+    assert p.alt == "new-task accuracy, effective rank"

@@ -494,6 +494,39 @@ def learning_accuracy(R: Any) -> float:
     return float(np.mean(np.diag(R)))
 
 
+def late_learning_accuracy(R: Any, fraction: float = 0.1) -> float:
+    """Return the learning accuracy of the last tasks: the mean of the last ``k`` diagonal entries,
+    ``k = max(1, ceil(fraction · T))``.
+
+    On a long stream of equally hard tasks (``label_permuted``), this against the same mean over
+    the first tasks is the loss of plasticity of Dohare et al. (Nature 2024): the accuracy on each
+    new task falls as the stream goes on.
+
+    Parameters
+    ----------
+    R : array_like, shape (T, T)
+        A square accuracy matrix.
+    fraction : float
+        The share of the tasks, counted from the end, that is averaged.
+
+    Returns
+    -------
+    float
+        NaN if ``R`` is not square.
+
+    Examples
+    --------
+    >>> R = np.diag([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0, 0.2])
+    >>> round(late_learning_accuracy(R), 6), round(late_learning_accuracy(R, 0.3), 6)  # k = 2, then 4
+    (0.1, 0.125)
+    """
+    R = _matrix(R)
+    if not _square(R) or not 0 < fraction <= 1:
+        return NAN
+    k = max(1, math.ceil(fraction * R.shape[0]))
+    return float(np.mean(np.diag(R)[-k:]))
+
+
 # --------------------------------------------------------------------------------------------
 # records -> float
 

@@ -26,7 +26,7 @@ recorded. An ordering says that one entry beats another on every seed of the sui
     [[order]]
     better = "derpp"                    # an entry's learner name, or its label when a name repeats
     worse = "er"
-    metric = "acc"                      # "acc" or "online_acc" (higher is better), or "forgetting" (lower)
+    metric = "acc"                      # "acc", "online_acc", "late_learning_acc" (higher is better), or "forgetting" (lower)
     margin = 0.0                        # on every seed, better must beat worse by more than this
     why = "Buzzega et al. 2020, Table 2"
 
@@ -56,7 +56,8 @@ import tomli_w
 from lifelong.data.datasets import dataset_available
 from lifelong.device import resolve_device
 from lifelong.errors import ConfigError
-from lifelong.evaluate import classic_metrics, online_accuracy
+from lifelong.evaluate import accuracy_matrix, classic_metrics, online_accuracy
+from lifelong.evaluate.classic import late_learning_accuracy
 from lifelong.experiments.config import from_dict, read_toml
 from lifelong.experiments.runner import build_run, iter_seed, load_data
 from lifelong.options import check_value
@@ -71,8 +72,11 @@ ENTRY_KEYS = ("learner", "acc", "tol", "forgetting", "forgetting_tol", "observed
 ORDER_KEYS = ("better", "worse", "metric", "margin", "why")
 #: What an ordering compares: final ACC and mean online (prequential) accuracy, higher is better;
 #: forgetting, lower is better. Online accuracy is where plasticity methods act (a faster recovery
-#: after each shift), so it is what separates them from fine-tuning.
-METRICS = ("acc", "forgetting", "online_acc")
+#: after each shift), so it is what separates them from fine-tuning. ``late_learning_acc`` is the
+#: accuracy on each new task right after it is learned, averaged over the last tenth of the tasks
+#: (:func:`lifelong.evaluate.classic.late_learning_accuracy`): what a loss of plasticity lowers on a
+#: long stream of equally hard tasks.
+METRICS = ("acc", "forgetting", "online_acc", "late_learning_acc")
 #: The narrowest band ``--record`` writes, for a learner whose seeds agree to the last digit.
 TOL_FLOOR = 0.01
 #: ``--record``'s band in standard errors of the mean over seeds (about two standard deviations of the
@@ -136,7 +140,8 @@ class Order:
 
     @property
     def label(self) -> str:
-        word = {"forgetting": "forgets less than", "online_acc": "> (online accuracy)"}.get(self.metric, ">")
+        word = {"forgetting": "forgets less than", "online_acc": "> (online accuracy)",
+                "late_learning_acc": "> (late-task learning accuracy)"}.get(self.metric, ">")
         return f"{self.suite}: {self.better} {word} {self.worse}" + (f" by {self.margin}" if self.margin else "")
 
 
@@ -293,6 +298,7 @@ class Outcome:
     online_seeds: list[float] = field(default_factory=list)
     #: the 1-minute load average when the entry finished: a wall time is comparable only on a quiet machine
     load_1m: float = math.nan
+    late_seeds: list[float] = field(default_factory=list)
 
     @property
     def acc(self) -> float:
@@ -308,7 +314,8 @@ class Outcome:
 
     def per_seed(self, metric: str) -> list[float]:
         """The per-seed values of ``metric`` (one of :data:`METRICS`)."""
-        return {"acc": self.acc_seeds, "forgetting": self.forgetting_seeds, "online_acc": self.online_seeds}[metric]
+        return {"acc": self.acc_seeds, "forgetting": self.forgetting_seeds, "online_acc": self.online_seeds,
+                "late_learning_acc": self.late_seeds}[metric]
 
     @property
     def acc_ok(self) -> bool:
@@ -343,7 +350,7 @@ def run_entry(entry: Entry, cache: dict | None = None) -> Outcome:
     if key not in cache:
         cache[key] = load_data(cfg)
     ds = cache[key]
-    accs, forgets, online = [], [], []
+    accs, forgets, online, late = [], [], [], []
     t0 = time.perf_counter()
     for seed in cfg.seeds:
         records = list(iter_seed(build_run(cfg, seed, ds)))
@@ -351,8 +358,9 @@ def run_entry(entry: Entry, cache: dict | None = None) -> Outcome:
         accs.append(float(m["acc"]))
         forgets.append(float(m["forgetting"]))
         online.append(float(online_accuracy(records, seed)))
+        late.append(float(late_learning_accuracy(accuracy_matrix(records, seed))))
     wall = (time.perf_counter() - t0) / len(cfg.seeds)
-    return Outcome(entry, accs, forgets, wall, online, os.getloadavg()[0])
+    return Outcome(entry, accs, forgets, wall, online, os.getloadavg()[0], late)
 
 
 @dataclass
@@ -372,7 +380,7 @@ class OrderOutcome:
 
 
 #: Per ordering metric: +1 when higher is better, -1 when lower is (forgetting).
-_SIGN = {"acc": 1, "online_acc": 1, "forgetting": -1}
+_SIGN = {"acc": 1, "online_acc": 1, "late_learning_acc": 1, "forgetting": -1}
 
 
 def paired_margins(metric: str, better: list[float], worse: list[float]) -> list[float]:
@@ -407,12 +415,14 @@ def record(suite: Suite, outcomes: list[Outcome]) -> None:
             "acc": round(o.acc, 4), "acc_std": round(o.acc_std, 4), "acc_seeds": _rounded(o.acc_seeds),
             "forgetting": round(o.forgetting, 4) if not math.isnan(o.forgetting) else "nan",
             "forgetting_seeds": _rounded(o.forgetting_seeds), "online_acc_seeds": _rounded(o.online_seeds),
+            "late_learning_acc_seeds": _rounded(o.late_seeds),
             "wall_time_s": round(o.wall_time_s, 2), "load_1m": round(o.load_1m, 2),
         }
     suite.path.write_text(tomli_w.dumps(suite.raw), encoding="utf-8")
 
 
-_OBSERVED = {"acc": "acc_seeds", "forgetting": "forgetting_seeds", "online_acc": "online_acc_seeds"}
+_OBSERVED = {"acc": "acc_seeds", "forgetting": "forgetting_seeds", "online_acc": "online_acc_seeds",
+             "late_learning_acc": "late_learning_acc_seeds"}
 
 
 def _recorded_margins(suite: Suite, order: Order) -> str:

@@ -175,3 +175,27 @@ def overlay_plot(labels: Sequence[str], curves: Sequence[Curves]) -> Plot:
     ax.grid(alpha=0.25)
     return Plot("curves_overlay.png", "overlaid accuracy curves", _png(fig))
 
+
+
+def task_series_plot(panels: Sequence[tuple[str, dict[str, tuple[np.ndarray, np.ndarray]]]], name: str,
+                     xlabel: str = "task") -> Plot:
+    """Side-by-side panels of per-task series, one line (mean, with a ± std band) per variant.
+
+    ``panels[k]`` is ``(title, {variant: (mean, std)})``, each array of length ``T`` (one value per
+    task, plotted at tasks ``1..T``). The plasticity benchmark draws new-task accuracy, the dormant
+    fraction and the effective rank this way.
+    """
+    fig = _figure(4.6 * max(len(panels), 1), 3.8)
+    axes = fig.subplots(1, max(len(panels), 1), squeeze=False)[0]
+    for ax, (title, series) in zip(axes, panels):
+        colors = _colors(len(series))
+        for i, (label, (mean, std)) in enumerate(series.items()):
+            xs = np.arange(1, len(mean) + 1)
+            ax.plot(xs, mean, color=colors[i], linewidth=1.4, label=label)
+            ax.fill_between(xs, mean - std, mean + std, color=colors[i], alpha=0.15, linewidth=0)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.25)
+    if panels:
+        axes[0].legend(fontsize=8, loc="best", frameon=False)
+    return Plot(name, ", ".join(t for t, _ in panels), _png(fig))

@@ -104,6 +104,25 @@ def test_redo_revives_a_dead_unit_without_changing_the_output_at_the_reset():
     assert dormant_fraction(learner.model, x) == 0.0
 
 
+def test_redo_recycles_a_tau_dormant_unit_that_still_fires_and_leaves_the_active_ones():
+    learner = learner_with([{"name": "redo", "tau": 0.1}])
+    lin, head = learner.model.body[1], learner.model.head
+    x = data()[0].abs()  # positive inputs: a unit with positive weights is active on every sample
+    with torch.no_grad():
+        lin.weight.fill_(0.5)
+        lin.bias.fill_(0.1)
+        lin.weight[5] = 0.002  # alive (> 0 on every input) but its score is about 0.01
+        lin.bias[5] = 0.0
+    acts = unit_activity(learner.model, x)[0]
+    assert acts[5] > 0 and acts[5] / acts.mean() < 0.1
+    before_w, before_head = lin.weight.detach().clone(), head.weight.detach().clone()
+    assert learner.term("redo").recycle(learner, x) == 1
+    assert not torch.equal(lin.weight[5], before_w[5]) and torch.equal(head.weight[:, 5], torch.zeros(3))
+    active = [i for i in range(8) if i != 5]
+    assert torch.equal(lin.weight[active], before_w[active]) and torch.equal(head.weight[:, active], before_head[:, active])
+    assert learner.term("redo").n_reset == 1
+
+
 def test_redo_acts_every_n_updates_from_observe_and_zeroes_the_momentum_of_what_it_resets():
     x, y = data()
     learner = learner_with([{"name": "redo", "every": 2, "tau": 0.0}], momentum=0.9)
