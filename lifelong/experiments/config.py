@@ -100,7 +100,7 @@ LEARNER_RESERVED = {
     "task_classes": "task identity comes from the scenario (e.g. name = \"task_incremental\"), not from [learner]",
 }
 #: Scenarios that are a fixed benchmark split: the default ``[scenario]`` options do not apply.
-NAMED_BENCHMARKS = ("split_cifar10", "split_cifar100", "split_tinyimagenet")
+NAMED_BENCHMARKS = ("split_cifar10", "split_cifar100", "split_tinyimagenet", "core50_ni", "core50_nc")
 #: Model-builder parameters the run fills from the stream.
 MODEL_FILLED = ("input_shape", "n_classes", "seed")
 #: Sections that used to be accepted (and ignored), with how to do what they meant.

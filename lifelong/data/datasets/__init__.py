@@ -13,6 +13,7 @@ kmnist          Kuzushiji-MNIST IDX files from data_dir or $LIFELONG_DATA/kmnist
 cifar10         CIFAR-10 python batches, read with a restricted unpickler
 cifar100        CIFAR-100 python pickles (fine or coarse labels), the same unpickler
 tiny_imagenet   TinyImageNet-200 JPEG layout, decoded with Pillow and cached as .npz
+core50          CORe50 PNG layout (sessions kept for the NI/NC scenarios), decoded and cached
 mnist1d         MNIST-1D generated locally and cached as .npz
 file            a user .npz, .csv or .parquet file (option ``path``)
 blobs           Gaussian classes, synthetic, for fast tests
@@ -42,6 +43,7 @@ from lifelong.data import Dataset
 from lifelong.data.datasets import (
     cifar10,
     cifar100,
+    core50,
     digits,
     fashion_mnist,
     files,
@@ -164,6 +166,12 @@ DATASETS: Registry = Registry("dataset", {
             tiny_imagenet.load,
             tiny_imagenet.available,
             TINY_IMAGENET_PROTOCOL,
+        ),
+        DatasetInfo(
+            "core50",
+            "CORe50 50 objects (10 categories) in 11 sessions, colour frames (local PNG layout; needs Pillow)",
+            core50.load,
+            core50.available,
         ),
         DatasetInfo("mnist1d", "MNIST-1D 40-step signals, 10 classes (generated and cached locally)", mnist1d.load,
                     protocol={"epochs": 40}),  # an MLP needs ~5,000 steps here: Joint 0.60 at 20 epochs, 0.64 at 40
