@@ -310,7 +310,7 @@ class Learner:
     def forward(self, x: Tensor) -> Tensor:
         """The training step's forward pass: ``(B, n_classes)`` float32 logits, computed under
         autocast when :meth:`set_precision` asked for bf16 or fp16."""
-        model = self._forward_model
+        model = self._forward_model if self.compiled else self.model
         try:
             if self._amp_dtype is None:
                 return model(x)
