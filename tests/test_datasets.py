@@ -77,7 +77,8 @@ def test_unknown_option_and_bad_values_are_config_errors():
 
 
 def test_registry_entries_are_described():
-    assert set(DATASETS) == {"digits", "fashion_mnist", "mnist", "kmnist", "cifar10", "cifar100", "mnist1d", "file",
+    assert set(DATASETS) == {"digits", "fashion_mnist", "mnist", "kmnist", "cifar10", "cifar100", "tiny_imagenet", "core50",
+                             "mnist1d", "file",
                              "blobs"}
     for name, info in DATASETS.items():
         assert info.name == name

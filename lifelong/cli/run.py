@@ -121,6 +121,7 @@ def run(
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N, mps or auto (default: an accelerator if present)")] = None,
     augment: Annotated[Optional[str], typer.Option(help="image augmentation: crop_flip (the CIFAR protocol), crop, flip or none")] = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32 (default), bf16 (CPU or GPU) or fp16 (CUDA): autocast in the training step")] = None,
+    compile: Annotated[Optional[bool], typer.Option("--compile", help="torch.compile the training step's forward pass (off by default; needs a C++ compiler on the CPU)")] = None,
     memory: Annotated[Optional[int], typer.Option(help="memory size (replay learners; a learner without a memory ignores it, with a note)")] = None,
     n_chunks: Annotated[Optional[int], typer.Option("--n-chunks")] = None,
     eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="also evaluate every N batches")] = None,
@@ -148,7 +149,7 @@ def run(
                  standardize=standardize, data_dir=data_dir, download=download,
                  seeds=seed_list, epochs=epochs, batch_size=batch_size, lr=lr, mem_size=memory,
                  n_chunks=n_chunks, eval_every=eval_every, name=name, model=model, device=device, augment=augment,
-                 tensorboard=tensorboard, mlflow=mlflow, precision=precision)
+                 tensorboard=tensorboard, mlflow=mlflow, precision=precision, compile=compile)
     # Everything below is checked (config, flags, names) before any data is read.
     if config is not None:
         base = load_config(config)

@@ -46,7 +46,7 @@ from lifelong.seeding import derive_seed
 
 __all__ = ["SCENARIOS", "ScenarioInfo", "Stream", "blurry", "build_stream", "class_incremental", "concept_drift",
            "domain_incremental", "hide_labels", "label_permuted", "online", "river_drift", "rotate", "split_cifar10",
-           "split_cifar100", "task_incremental"]
+           "split_cifar100", "split_tinyimagenet", "task_incremental", "core50_ni", "core50_nc"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,8 +315,9 @@ def river_drift(
 def _benchmark_split(ds: Dataset, name: str, n_classes: int, n_chunks: int, task_il: bool, seed: int,
                      train_per_chunk: int | None, test_per_chunk: int | None) -> Stream:
     if ds.n_classes != n_classes:
-        raise ConfigError(f"{name} splits a {n_classes}-class dataset ({name.removeprefix('split_')}), but "
-                          f"{ds.name!r} has {ds.n_classes} classes; use dataset {name.removeprefix('split_')!r} or "
+        dataset = "tiny_imagenet" if name == "split_tinyimagenet" else name.removeprefix("split_")
+        raise ConfigError(f"{name} splits a {n_classes}-class dataset ({dataset}), but "
+                          f"{ds.name!r} has {ds.n_classes} classes; use dataset {dataset!r} or "
                           f"the generic class_incremental scenario")
     build = task_incremental if task_il else class_incremental
     stream = build(ds, n_chunks=n_chunks, class_order="natural", seed=seed, train_per_chunk=train_per_chunk,
@@ -343,6 +344,85 @@ def split_cifar100(ds: Dataset, *, n_chunks: int = 10, task_il: bool = False, se
     return _benchmark_split(ds, "split_cifar100", 100, n_chunks, task_il, seed, train_per_chunk, test_per_chunk)
 
 
+def split_tinyimagenet(ds: Dataset, *, task_il: bool = False, seed: int = 0, train_per_chunk: int | None = None,
+                       test_per_chunk: int | None = None) -> Stream:
+    """Seq-TinyImageNet (DER; mammoth's seq-tinyimg): ten chunks of twenty classes in the natural
+    class order (sorted WordNet ids); class-IL, or task-IL with ``task_il = true``. The paper's
+    protocol (100 epochs, batch 32, lr 0.03, crop and flip) is the ``tiny_imagenet`` dataset's."""
+    return _benchmark_split(ds, "split_tinyimagenet", 200, 10, task_il, seed, train_per_chunk, test_per_chunk)
+
+
+# --------------------------------------------------------------------------------------------
+# CORe50 (Lomonaco and Maltoni 2017): new instances (sessions as domains) and new classes.
+
+
+def _core50(ds: Dataset, who: str):
+    from lifelong.data.datasets.core50 import SessionDataset
+
+    if not isinstance(ds, SessionDataset) or ds.session_train is None:
+        raise ConfigError(f"{who} needs the sessions of CORe50's samples: use dataset 'core50' (got {ds.name!r})")
+    return ds
+
+
+def core50_ni(ds: Dataset, *, seed: int = 0, shuffle_sessions: bool = False, train_per_chunk: int | None = None,
+              test_per_chunk: int | None = None) -> Stream:
+    """CORe50 NI (new instances): one chunk per training session (s1, s2, s4, s5, s6, s8, s9, s11,
+    in that order, or in a seeded order with ``shuffle_sessions``), every chunk holding all classes;
+    one evaluation set, the three test sessions (s3, s7, s10). Domain-incremental."""
+    from lifelong.data.datasets.core50 import TRAIN_SESSIONS
+
+    ds = _core50(ds, "core50_ni")
+    order = list(TRAIN_SESSIONS)
+    if shuffle_sessions:
+        g = torch.Generator().manual_seed(derive_seed(seed, "core50/sessions"))
+        order = [order[i] for i in torch.randperm(len(order), generator=g).tolist()]
+    classes = tuple(range(ds.n_classes))
+    chunks = []
+    for i, session in enumerate(order):
+        idx = _subsample((ds.session_train == session).nonzero().flatten(), train_per_chunk, seed, f"train/{i}")
+        if not len(idx):
+            raise ConfigError(f"core50_ni: training session s{session} has no samples in {ds.name}")
+        chunks.append(Chunk(i, ds.x_train[idx], ds.y_train[idx], classes, None, f"s{session}_0"))
+    te = _subsample(torch.arange(len(ds.y_test)), test_per_chunk, seed, "test/0")
+    evals = [EvalSet(0, ds.x_test[te], ds.y_test[te], classes, None, "test_sessions")]
+    return Stream("core50_ni", chunks, evals, ds.n_classes, ds.input_shape,
+                  info={"sessions": order, "dataset": ds.name, "setting": "domain-IL (NI)"})
+
+
+def core50_nc(ds: Dataset, *, seed: int = 0, class_order: str | Sequence[int] = "seeded", first_classes: int = 10,
+              classes_per_chunk: int = 5, task_il: bool = False, train_per_chunk: int | None = None,
+              test_per_chunk: int | None = None) -> Stream:
+    """CORe50 NC (new classes): the training sessions' samples, split by class into a first chunk
+    of ``first_classes`` objects and then chunks of ``classes_per_chunk`` (10 + 8x5 for the 50
+    objects: nine chunks), in a seeded class order (``class_order = "natural"`` or a list for a
+    fixed one); each chunk's evaluation set is the test sessions' samples of its classes.
+    Class-IL, or task-IL with ``task_il = true``."""
+    from lifelong.data.splits import _class_order
+
+    ds = _core50(ds, "core50_nc")
+    n = ds.n_classes
+    if not 0 < first_classes <= n or classes_per_chunk < 1 or (n - first_classes) % classes_per_chunk:
+        raise ConfigError(f"core50_nc: {n} classes do not split into a first chunk of {first_classes} and chunks of "
+                          f"{classes_per_chunk}")
+    order = _class_order(n, class_order, seed)
+    groups = [order[:first_classes]] + [order[k:k + classes_per_chunk] for k in range(first_classes, n, classes_per_chunk)]
+    chunks, evals = [], []
+    for i, group in enumerate(groups):
+        cls = torch.tensor(group)
+        tr = _subsample(torch.isin(ds.y_train, cls).nonzero().flatten(), train_per_chunk, seed, f"train/{i}")
+        te = _subsample(torch.isin(ds.y_test, cls).nonzero().flatten(), test_per_chunk, seed, f"test/{i}")
+        if not len(tr) or not len(te):
+            raise ConfigError(f"core50_nc: chunk {i} (classes {tuple(group)}) has no training or no test samples")
+        task_tr = torch.full((len(tr),), i, dtype=torch.int64) if task_il else None
+        task_te = torch.full((len(te),), i, dtype=torch.int64) if task_il else None
+        name = f"task{i}_" + "-".join(map(str, group))
+        chunks.append(Chunk(i, ds.x_train[tr], ds.y_train[tr], tuple(group), task_tr, name))
+        evals.append(EvalSet(i, ds.x_test[te], ds.y_test[te], tuple(group), task_te, name))
+    return Stream("core50_nc", chunks, evals, n, ds.input_shape,
+                  task_classes=[tuple(g) for g in groups] if task_il else None,
+                  info={"class_order": order, "dataset": ds.name, "setting": "task-IL" if task_il else "class-IL (NC)"})
+
+
 @dataclass(frozen=True)
 class ScenarioInfo:
     name: str
@@ -364,6 +444,12 @@ SCENARIOS: Registry = Registry("scenario", {
         ScenarioInfo("river_drift", "river's SEA / RandomRBFDrift generators with drift points (dataset ignored)", river_drift),
         ScenarioInfo("split_cifar10", "Seq-CIFAR-10 of DER: 5 chunks of 2 classes, natural order (task_il option)", split_cifar10),
         ScenarioInfo("split_cifar100", "Split CIFAR-100: 10 chunks of 10 classes or 20 of 5 (task_il option)", split_cifar100),
+        ScenarioInfo("core50_ni", "CORe50 NI: one chunk per training session (new instances), test sessions s3, s7, s10",
+                     core50_ni),
+        ScenarioInfo("core50_nc", "CORe50 NC: 10 then 5 new objects per chunk (9 chunks), test sessions s3, s7, s10",
+                     core50_nc),
+        ScenarioInfo("split_tinyimagenet", "Seq-TinyImageNet of DER: 10 chunks of 20 classes, natural order (task_il option)",
+                     split_tinyimagenet),
         # L2M lifetimes (condensed, dispersed, alternating, permuted, single-task expert), built on
         # the base splits by lifelong.data.lifetimes
         *(ScenarioInfo(name, text, build) for name, text, build in lifetimes.L2M_SCENARIOS),

@@ -25,6 +25,7 @@ A run config looks like::
     device = "auto"               # cpu, cuda, cuda:N, mps; auto picks an accelerator if present
     augment = "none"              # "crop_flip": random crop (padding 4) + horizontal flip
     precision = "fp32"            # "bf16" (CPU or GPU) or "fp16" (CUDA) autocast in the step
+    compile = false               # true: torch.compile the step's forward pass
 
     [track]                       # optional, off by default (lifelong.experiments.track)
     tensorboard = "runs/tb"       # needs pip install 'lifelong[tensorboard]'
@@ -86,7 +87,8 @@ TOP_LEVEL = ("name", "seeds", "threads", "checkpoint", "plugins")
 #: The optional ``[track]`` table: where records and final metrics are mirrored (all strings).
 TRACK_KEYS = ("tensorboard", "mlflow", "experiment")
 TRAIN_KEYS = {"epochs": int, "batch_size": int, "lr": float, "momentum": float, "eval_every": int, "eval_batch_size": int,
-              "near_future": int, "device": str, "augment": str, "precision": str}
+              "near_future": int, "device": str, "augment": str, "precision": str,
+              "compile": bool}
 #: ``[train]`` keys the run passes to the learner (when it takes them): set here and nowhere else.
 TRAIN_TO_LEARNER = ("lr", "momentum", "augment")
 #: Learner parameters a config may not set in ``[learner]``, and why.
@@ -98,7 +100,7 @@ LEARNER_RESERVED = {
     "task_classes": "task identity comes from the scenario (e.g. name = \"task_incremental\"), not from [learner]",
 }
 #: Scenarios that are a fixed benchmark split: the default ``[scenario]`` options do not apply.
-NAMED_BENCHMARKS = ("split_cifar10", "split_cifar100")
+NAMED_BENCHMARKS = ("split_cifar10", "split_cifar100", "split_tinyimagenet", "core50_ni", "core50_nc")
 #: Model-builder parameters the run fills from the stream.
 MODEL_FILLED = ("input_shape", "n_classes", "seed")
 #: Sections that used to be accepted (and ignored), with how to do what they meant.
@@ -164,6 +166,11 @@ def check_train(section: dict[str, Any], *, keys: Any = TRAIN_KEYS, where: str =
         if k == "precision":
             if v not in PRECISIONS:
                 raise ConfigError(f"[train] precision must be one of {', '.join(map(repr, PRECISIONS))}, got {v!r}")
+            out[k] = v
+            continue
+        if k == "compile":
+            if not isinstance(v, bool):
+                raise ConfigError(f"[train] compile must be true or false, got {v!r}")
             out[k] = v
             continue
         if k == "augment":
@@ -378,7 +385,7 @@ def override(cfg: RunConfig, *, note: "Callable[[str], None] | None" = None, **f
         "label": ("dataset", "label"), "standardize": ("dataset", "standardize"),
         "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
         "eval_every": ("train", "eval_every"), "n_chunks": ("scenario", "n_chunks"), "device": ("train", "device"),
-        "augment": ("train", "augment"), "precision": ("train", "precision"), "tensorboard": ("track", "tensorboard"), "mlflow": ("track", "mlflow"),
+        "augment": ("train", "augment"), "precision": ("train", "precision"), "compile": ("train", "compile"), "tensorboard": ("track", "tensorboard"), "mlflow": ("track", "mlflow"),
     }
     registries = {"learner": LEARNERS, "scenario": SCENARIOS, "dataset": DATASETS}
     flags = {k: v for k, v in flags.items() if v is not None}

@@ -119,6 +119,8 @@ def build_learner(
     precision = (train or {}).get("precision", "fp32")
     if precision != "fp32":
         out.set_precision(precision)  # mixed precision in the step (refused where it does not apply)
+    if (train or {}).get("compile", False):
+        out.set_compile(True)  # torch.compile of the step's forward pass (refused where it cannot run)
     return out
 
 

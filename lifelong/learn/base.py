@@ -16,6 +16,8 @@ an update rule of its own writes ``observe`` (with :meth:`Learner.record_seen` a
 from __future__ import annotations
 
 import math
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -41,6 +43,28 @@ LEARNERS: Registry = Registry("learner")
 
 #: ``[train] precision``: the autocast dtype of each (None: no autocast).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_compile_backend(backend: str, device: torch.device) -> None:
+    """Raise :class:`ConfigError` when ``torch.compile(backend=backend)`` visibly cannot run on
+    ``device``: TorchDynamo unsupported on this Python, an unknown backend, or inductor on the CPU
+    without a C++ compiler (``$CXX``, else ``g++``/``c++``/``clang++`` on the PATH)."""
+    import shutil
+
+    import torch._dynamo
+
+    if not torch._dynamo.is_dynamo_supported():
+        raise ConfigError(f"[train] compile = true: torch.compile is not supported on this Python ({sys.version.split()[0]}) "
+                          f"with torch {torch.__version__}; set compile = false")
+    if backend not in torch._dynamo.list_backends(exclude_tags=()):
+        raise ConfigError(f"[train] compile: unknown torch.compile backend {backend!r}; known: "
+                          f"{', '.join(torch._dynamo.list_backends(exclude_tags=()))}")
+    if backend == "inductor" and device.type == "cpu":
+        cxx = os.environ.get("CXX")
+        if not (shutil.which(cxx) if cxx else any(shutil.which(c) for c in ("g++", "c++", "clang++"))):
+            raise ConfigError("[train] compile = true: torch.compile's inductor backend needs a C++ compiler for the "
+                              f"CPU, and {'$CXX (' + cxx + ')' if cxx else 'none of g++, c++, clang++'} is on the PATH; "
+                              "install one (e.g. apt-get install g++) or set compile = false")
 
 
 class TrainingDiverged(LifelongError):
@@ -239,6 +263,27 @@ class Learner:
         self.precision = "fp32"  # set_precision: autocast around the step's forward pass
         self._amp_dtype: torch.dtype | None = None
         self.scaler: torch.amp.GradScaler | None = None  # fp16 on CUDA only
+        self.compiled = False  # set_compile: torch.compile of the step's forward pass
+        self._forward_model: nn.Module = model
+
+    def set_compile(self, enabled: bool = True, *, backend: str = "inductor") -> None:
+        """Run the training step's forward pass (:meth:`forward`) through ``torch.compile(model,
+        backend=backend)``; ``enabled=False`` (the default state) goes back to eager.
+
+        The compiled module shares the model's parameters and buffers, so optimiser state,
+        checkpoints, resume and evaluation (which stays eager) are untouched. Only composable
+        methods take it, as for :meth:`set_precision`. A backend that cannot run here is a
+        :class:`ConfigError`: checked now where it can be (TorchDynamo's Python support, a C++
+        compiler for inductor on the CPU), otherwise at the first step.
+        """
+        if not enabled:
+            self.compiled, self._forward_model = False, self.model
+            return
+        if not self.composable:
+            raise ConfigError(f"{self.name}: [train] compile = true applies to the composable methods (er, der, derpp, "
+                              f"ewc, ...), whose step the learner runs; this one has an update rule of its own. Remove it")
+        check_compile_backend(backend, self.device)
+        self.compiled, self._forward_model = True, torch.compile(self.model, backend=backend)
 
     def set_precision(self, precision: str) -> None:
         """Train with mixed precision: ``"bf16"`` or ``"fp16"`` autocast around the step's forward
@@ -265,10 +310,18 @@ class Learner:
     def forward(self, x: Tensor) -> Tensor:
         """The training step's forward pass: ``(B, n_classes)`` float32 logits, computed under
         autocast when :meth:`set_precision` asked for bf16 or fp16."""
-        if self._amp_dtype is None:
-            return self.model(x)
-        with torch.autocast(self.device.type, dtype=self._amp_dtype):
-            out = self.model(x)
+        model = self._forward_model if self.compiled else self.model
+        try:
+            if self._amp_dtype is None:
+                return model(x)
+            with torch.autocast(self.device.type, dtype=self._amp_dtype):
+                out = model(x)
+        except Exception as exc:  # a compiler failure surfaces at the first call
+            if self.compiled and type(exc).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                raise ConfigError(f"[train] compile = true: torch.compile failed on this model and device "
+                                  f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                                  f"set compile = false (eager gives the same results)") from exc
+            raise
         return out.float()
 
     def compose(self, *own: Term) -> None:

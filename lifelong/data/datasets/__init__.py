@@ -12,6 +12,8 @@ mnist           MNIST IDX files from data_dir or $LIFELONG_DATA/mnist
 kmnist          Kuzushiji-MNIST IDX files from data_dir or $LIFELONG_DATA/kmnist
 cifar10         CIFAR-10 python batches, read with a restricted unpickler
 cifar100        CIFAR-100 python pickles (fine or coarse labels), the same unpickler
+tiny_imagenet   TinyImageNet-200 JPEG layout, decoded with Pillow and cached as .npz
+core50          CORe50 PNG layout (sessions kept for the NI/NC scenarios), decoded and cached
 mnist1d         MNIST-1D generated locally and cached as .npz
 file            a user .npz, .csv or .parquet file (option ``path``)
 blobs           Gaussian classes, synthetic, for fast tests
@@ -38,7 +40,18 @@ from pathlib import Path
 from typing import Any
 
 from lifelong.data import Dataset
-from lifelong.data.datasets import cifar10, cifar100, digits, fashion_mnist, files, mnist, mnist1d, synthetic
+from lifelong.data.datasets import (
+    cifar10,
+    cifar100,
+    core50,
+    digits,
+    fashion_mnist,
+    files,
+    mnist,
+    mnist1d,
+    synthetic,
+    tiny_imagenet,
+)
 from lifelong.data.datasets._common import as_path
 from lifelong.errors import ConfigError
 from lifelong.options import check_options, check_value
@@ -107,6 +120,10 @@ MNIST_FAMILY = {"epochs": 1, "batch_size": 32, "lr": 0.05}
 #: ``augment`` applies where the learner and the inputs take it (see lifelong.experiments.protocol).
 CIFAR_PROTOCOL = {"epochs": 50, "batch_size": 32, "lr": 0.03, "augment": "crop_flip"}
 
+#: The DER paper's Seq-TinyImageNet protocol (mammoth's seq-tinyimg): 100 epochs per chunk, batch
+#: 32, SGD lr 0.03, random crop (padding 4) and horizontal flip.
+TINY_IMAGENET_PROTOCOL = {"epochs": 100, "batch_size": 32, "lr": 0.03, "augment": "crop_flip"}
+
 DATASETS: Registry = Registry("dataset", {
     info.name: info
     for info in (
@@ -143,6 +160,19 @@ DATASETS: Registry = Registry("dataset", {
             cifar100.available,
             CIFAR_PROTOCOL,
         ),
+        DatasetInfo(
+            "tiny_imagenet",
+            "TinyImageNet-200 colour 64x64 images, 200 classes (local JPEG layout or --download; needs Pillow)",
+            tiny_imagenet.load,
+            tiny_imagenet.available,
+            TINY_IMAGENET_PROTOCOL,
+        ),
+        DatasetInfo(
+            "core50",
+            "CORe50 50 objects (10 categories) in 11 sessions, colour frames (local PNG layout; needs Pillow)",
+            core50.load,
+            core50.available,
+        ),
         DatasetInfo("mnist1d", "MNIST-1D 40-step signals, 10 classes (generated and cached locally)", mnist1d.load,
                     protocol={"epochs": 40}),  # an MLP needs ~5,000 steps here: Joint 0.60 at 20 epochs, 0.64 at 40
         DatasetInfo("file", "your own .npz, .csv or .parquet file (option path=...)", files.load, _never),
@@ -175,7 +205,8 @@ def load_dataset(
     data_dir : path, optional
         Where to look for (or put) the files; each source documents its search order.
     download : bool
-        Allow a download when no local copy exists (``fashion_mnist``, ``cifar10`` and ``cifar100``).
+        Allow a download when no local copy exists (``fashion_mnist``, ``cifar10``, ``cifar100`` and
+        ``tiny_imagenet``).
     seed : int
         Seed of any split or generation the source performs.
     **options
