@@ -382,9 +382,9 @@ def core50_ni(ds: Dataset, *, seed: int = 0, shuffle_sessions: bool = False, tra
         idx = _subsample((ds.session_train == session).nonzero().flatten(), train_per_chunk, seed, f"train/{i}")
         if not len(idx):
             raise ConfigError(f"core50_ni: training session s{session} has no samples in {ds.name}")
-        chunks.append(Chunk(i, ds.x_train[idx], ds.y_train[idx], classes, None, f"s{session}_0"))
+        chunks.append(Chunk(i, ds.train_inputs(idx), ds.y_train[idx], classes, None, f"s{session}_0"))
     te = _subsample(torch.arange(len(ds.y_test)), test_per_chunk, seed, "test/0")
-    evals = [EvalSet(0, ds.x_test[te], ds.y_test[te], classes, None, "test_sessions")]
+    evals = [EvalSet(0, ds.test_inputs(te), ds.y_test[te], classes, None, "test_sessions")]
     return Stream("core50_ni", chunks, evals, ds.n_classes, ds.input_shape,
                   info={"sessions": order, "dataset": ds.name, "setting": "domain-IL (NI)"})
 
@@ -416,8 +416,8 @@ def core50_nc(ds: Dataset, *, seed: int = 0, class_order: str | Sequence[int] = 
         task_tr = torch.full((len(tr),), i, dtype=torch.int64) if task_il else None
         task_te = torch.full((len(te),), i, dtype=torch.int64) if task_il else None
         name = f"task{i}_" + "-".join(map(str, group))
-        chunks.append(Chunk(i, ds.x_train[tr], ds.y_train[tr], tuple(group), task_tr, name))
-        evals.append(EvalSet(i, ds.x_test[te], ds.y_test[te], tuple(group), task_te, name))
+        chunks.append(Chunk(i, ds.train_inputs(tr), ds.y_train[tr], tuple(group), task_tr, name))
+        evals.append(EvalSet(i, ds.test_inputs(te), ds.y_test[te], tuple(group), task_te, name))
     return Stream("core50_nc", chunks, evals, n, ds.input_shape,
                   task_classes=[tuple(g) for g in groups] if task_il else None,
                   info={"class_order": order, "dataset": ds.name, "setting": "task-IL" if task_il else "class-IL (NC)"})

@@ -163,4 +163,5 @@ def load(
         y_train, y_test, names = y_train // PER_CATEGORY, y_test // PER_CATEGORY, CATEGORIES
     base = make_dataset("core50", x_train, y_train, x_test, y_test, names)
     return SessionDataset(base.name, base.x_train, base.y_train, base.x_test, base.y_test, base.class_names,
-                          torch.tensor(s_train, dtype=torch.int64), torch.tensor(s_test, dtype=torch.int64))
+                          session_train=torch.tensor(s_train, dtype=torch.int64),
+                          session_test=torch.tensor(s_test, dtype=torch.int64))
