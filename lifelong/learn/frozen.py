@@ -6,6 +6,9 @@ in closed form, in a streaming fashion, on the frozen features ``h(x)`` of the n
 (:meth:`~lifelong.learn.nets.Net.features`): each incoming batch updates the head's class
 statistics and nothing else; there is no gradient step after the first chunk.
 
+With ``pretrained=True`` the network passed in is taken as already trained: it is frozen at once,
+and the head takes every batch from the first one (nothing is fine-tuned).
+
 The first chunk's samples are seen while the backbone still moves, so they are kept in a reservoir
 (``first_buffer`` samples) and their statistics are computed once, with the frozen backbone, at the
 boundary. Before that boundary the learner predicts with the network's own head.
@@ -64,7 +67,7 @@ class FrozenFeatureHead(Learner):
                           "mix unrelated clusters")
     composable = False  # after the first chunk there is no loss to add terms to
 
-    def __init__(self, model: nn.Module, *, first_buffer: int = 2000, **base) -> None:
+    def __init__(self, model: nn.Module, *, first_buffer: int = 2000, pretrained: bool = False, **base) -> None:
         super().__init__(model, **base)
         if first_buffer < 1:
             raise ConfigError(f"{self.name}: first_buffer must be >= 1, got {first_buffer}")
@@ -72,7 +75,10 @@ class FrozenFeatureHead(Learner):
             raise ConfigError(f"{self.name}: the model needs a `features(x)` method giving its body's output")
         self.first_buffer = first_buffer
         self.first_chunk = ReservoirMemory(first_buffer, seed=derive_seed(self.seed, "first-chunk"), device=self.device)
+        self.pretrained = pretrained
         self.frozen = False
+        if pretrained:  # the user's network is the backbone as given: frozen before the first batch
+            self.freeze()
 
     # -- what a head defines ----------------------------------------------------------------------
     def fit(self, z: Tensor, y: Tensor) -> None:
