@@ -129,11 +129,11 @@ def test_the_ridge_is_chosen_on_each_chunk_without_repeated_samples(monkeypatch)
     assert seen == [[0, 1], [2, 3]]
 
 
-def test_pretrained_freezes_the_given_network_before_the_first_batch():
+def test_without_adaptation_it_freezes_the_given_network_before_the_first_batch():
     first, second = two_chunks()
     net = mlp((6,), 4, hidden=(8,), seed=0)
     before = [p.detach().clone() for p in net.parameters()]
-    learner = RanPAC(net, dim=30, pretrained=True, lr=0.1, seed=0)
+    learner = RanPAC(net, dim=30, adapt=False, lr=0.1, seed=0)
     learner.observe(first)
     learner.end_chunk()
     assert all(torch.equal(a, b) for a, b in zip(before, learner.model.parameters()))

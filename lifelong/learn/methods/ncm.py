@@ -50,9 +50,10 @@ class NCM(FrozenFeatureHead):
     name = "ncm"
     description = "NCM (SimpleCIL): cosine nearest class mean on a backbone frozen after the first chunk"
     paper = "Zhou et al. 2024, Revisiting Class-Incremental Learning with Pre-Trained Models (SimpleCIL, IJCV)"
+    needs_boundaries = False  # at the default (no adaptation) no boundary does any work; adapt=True needs them
 
-    def __init__(self, model, **base) -> None:
-        super().__init__(model, **base)
+    def __init__(self, model, *, adapt: bool = False, **base) -> None:
+        super().__init__(model, adapt=adapt, **base)
         self.sums: Tensor | None = None  # (C, d) float64, allocated on the first fit
         self.counts = torch.zeros(self.n_classes, dtype=torch.float64, device=self.device)  # (C,)
 

@@ -16,7 +16,7 @@ whatever the order of the classes.
 
 Here the backbone is the run's own network trained by plain fine-tuning on the first chunk and
 frozen at the first boundary (:mod:`lifelong.learn.frozen`; the paper's "Phase 1", first-session
-adaptation, without a parameter-efficient adapter), or, with ``pretrained=True``, the network the
+adaptation, without a parameter-efficient adapter), or, with ``adapt=False``, the network the
 user passes, frozen from the start (the paper's RanPAC without Phase 1).
 
 Settings: class- and task-incremental (the task mask restricts the scores); it needs announced
@@ -100,6 +100,7 @@ class RanPAC(FrozenFeatureHead):
     name = "ranpac"
     description = "RanPAC: random ReLU projection of frozen features and a ridge (decorrelated prototype) head, λ by validation"
     paper = "McDonnell et al. 2023, RanPAC: Random Projections and Pre-trained Models for Continual Learning (NeurIPS)"
+    head_needs_boundaries = True  # λ is chosen, and W_o solved, at every boundary
 
     def __init__(self, model, *, dim: int = 1000, val_fraction: float = 0.2, **base) -> None:
         super().__init__(model, **base)
