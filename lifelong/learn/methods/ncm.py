@@ -55,6 +55,8 @@ class NCM(FrozenFeatureHead):
     description = "NCM (SimpleCIL): cosine nearest class mean on a backbone frozen after the first chunk"
     paper = "Zhou et al. 2024, Revisiting Class-Incremental Learning with Pre-Trained Models (SimpleCIL, IJCV)"
     needs_boundaries = False  # at the default (no adaptation) no boundary does any work; adapt=True needs them
+    new_classes_reason = ("its backbone is frozen (as given, or after the first chunk with adapt=True), and one mean "
+                          "per class pooled over domains mixes unrelated clusters")
 
     def __init__(self, model, *, adapt: bool = False, **base) -> None:
         super().__init__(model, adapt=adapt, **base)
