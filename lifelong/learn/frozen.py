@@ -6,6 +6,10 @@ in closed form, in a streaming fashion, on the frozen features ``h(x)`` of the n
 (:meth:`~lifelong.learn.nets.Net.features`): each incoming batch updates the head's class
 statistics and nothing else; there is no gradient step after the first chunk.
 
+With ``adapt=False`` the network is taken as it is given (a pre-trained backbone, or, in a run
+built from a config, the freshly initialised network): it is frozen at once, and the head takes
+every batch from the first one; nothing is fine-tuned, and the first boundary has nothing to do.
+
 The first chunk's samples are seen while the backbone still moves, so they are kept in a reservoir
 (``first_buffer`` samples) and their statistics are computed once, with the frozen backbone, at the
 boundary. Before that boundary the learner predicts with the network's own head.
@@ -57,14 +61,18 @@ def fill_unseen(scores: Tensor, has: Tensor) -> Tensor:
 class FrozenFeatureHead(Learner):
     """Fine-tuning on the first chunk, then a closed-form head on the frozen features."""
 
-    needs_boundaries = True  # the first boundary freezes the backbone and fits the head
+    needs_boundaries = True  # with ``adapt``, the first boundary freezes the backbone and fits the head
     needs_new_classes = True  # the loop refuses domain-incremental streams
     new_classes_reason = ("its backbone is frozen after the first chunk, so a new domain's inputs go through "
                           "features learned on the first domain alone, and class statistics pooled over domains "
                           "mix unrelated clusters")
     composable = False  # after the first chunk there is no loss to add terms to
 
-    def __init__(self, model: nn.Module, *, first_buffer: int = 2000, **base) -> None:
+    #: True when the head itself does work at every boundary (RanPAC's choice of ``λ``), so that the
+    #: learner needs boundaries even without the first chunk's adaptation.
+    head_needs_boundaries: bool = False
+
+    def __init__(self, model: nn.Module, *, first_buffer: int = 2000, adapt: bool = True, **base) -> None:
         super().__init__(model, **base)
         if first_buffer < 1:
             raise ConfigError(f"{self.name}: first_buffer must be >= 1, got {first_buffer}")
@@ -72,7 +80,12 @@ class FrozenFeatureHead(Learner):
             raise ConfigError(f"{self.name}: the model needs a `features(x)` method giving its body's output")
         self.first_buffer = first_buffer
         self.first_chunk = ReservoirMemory(first_buffer, seed=derive_seed(self.seed, "first-chunk"), device=self.device)
+        self.adapt = adapt
         self.frozen = False
+        # the first boundary freezes the adapted network; without adaptation only the head's own work
+        self.needs_boundaries = adapt or self.head_needs_boundaries
+        if not adapt:  # the network as given is the backbone: frozen before the first batch
+            self.freeze()
 
     # -- what a head defines ----------------------------------------------------------------------
     def fit(self, z: Tensor, y: Tensor) -> None:

@@ -237,4 +237,43 @@ def test_frozen_heads_refuse_domain_incremental_streams_and_say_why():
             msg = str(e)
         else:
             raise AssertionError(f"{cls.name} ran on a domain-incremental stream")
-        assert "frozen after the first chunk" in msg and "distil" not in msg
+        assert "frozen" in msg and "pooled over domains" in msg and "distil" not in msg
+
+
+def test_ncm_by_default_keeps_the_given_network_and_runs_task_free():
+    """SimpleCIL: no fine-tuning; the prototypes are of the network as given, from the first batch."""
+    from lifelong.data.scenarios import online
+    from lifelong.learn.loop import LoopConfig, iter_run
+    from tests.conftest import tiny_dataset
+
+    first, second = two_chunks()
+    net = mlp((6,), 4, hidden=(8,), seed=0)
+    given = [p.detach().clone() for p in net.parameters()]
+    learner = NCM(net, lr=0.1, seed=0)
+    assert learner.needs_boundaries is False and NCM(mlp((6,), 4, hidden=(8,)), adapt=True).needs_boundaries
+    learner.observe(first)  # no boundary: the head has the batch at once
+    assert all(torch.equal(a, b) for a, b in zip(given, learner.model.parameters()))
+    with torch.no_grad():
+        z = net.features(first.x).double()
+    assert torch.allclose(learner.sums[:2], torch.stack([z[first.y == c].sum(0) for c in range(2)]))
+    adapted = NCM(mlp((6,), 4, hidden=(8,), seed=0), adapt=True, lr=0.1, seed=0)
+    adapted.observe(first)
+    assert not all(torch.equal(a, b) for a, b in zip(given, adapted.model.parameters())), "adapt=True fine-tunes"
+    stream = online(tiny_dataset(), n_chunks=2)
+    records = list(iter_run(stream, NCM(mlp(stream.input_shape, stream.n_classes, hidden=(8,)), seed=0),
+                            LoopConfig(batch_size=10), seed=0))
+    assert any(r.kind == "train" for r in records)
+
+
+def test_ncm_in_task_il_compares_only_the_tasks_prototypes():
+    first, second = two_chunks()
+    learner = NCM(mlp((6,), 4, hidden=(8,), seed=0), task_classes=[(0, 1), (2, 3)], seed=0)
+    learner.observe(Batch(first.x, first.y, torch.zeros(40, dtype=torch.long)))
+    learner.observe(Batch(second.x, second.y, torch.ones(40, dtype=torch.long)))
+    x = torch.cat([first.x, second.x])
+    free = learner.predict(x)  # (80, 4) cosine to all four prototypes
+    task = torch.tensor([1] * 40 + [0] * 40)  # every sample asked within the other task
+    masked = learner.predict(x, task)
+    allowed = torch.tensor([[False, False, True, True]] * 40 + [[True, True, False, False]] * 40)
+    assert torch.isinf(masked[~allowed]).all() and torch.equal(masked[allowed], free[allowed])
+    assert allowed.gather(1, masked.argmax(1, keepdim=True)).all()

@@ -1,36 +1,40 @@
-"""Nearest class mean on a backbone frozen after the first chunk (NCM, SimpleCIL-style).
+"""Nearest class mean on a frozen backbone (NCM, SimpleCIL).
 
 Paper: Zhou, Cai, Ye, Zhan, Liu, "Revisiting Class-Incremental Learning with Pre-Trained Models:
 Generalizability and Adaptivity are All You Need" (SimpleCIL), IJCV 2024 (arXiv:2303.07338, 2023).
 
 SimpleCIL freezes a backbone and replaces the classifier by the class prototypes: each class's
-mean embedding ``μ_c = (1/n_c) Σ_{y_i = c} h(x_i)``, and a sample goes to the class of highest
-cosine similarity ``cos(h(x), μ_c)``. Nothing is trained after the backbone is frozen; a new
-class costs one running mean.
+mean embedding ``μ_c = (1/n_c) Σ_{y_i = c} h(x_i)`` of the un-normalised features, and a sample
+goes to the class of highest cosine similarity ``cos(h(x), μ_c)``. Nothing is trained; a new class
+costs one running mean, so the head is exact in a stream whatever the batch order.
 
-Here the backbone is the run's own network, trained by plain fine-tuning on the first chunk and
-frozen at the first boundary (:mod:`lifelong.learn.frozen`); the prototypes are running means, so
-the head is exact in a stream whatever the batch order. Before the first boundary it predicts with
-the network's own head.
+By default (``adapt=False``), as in SimpleCIL, the backbone is the network as given, frozen from
+the first batch (:mod:`lifelong.learn.frozen`); no boundary does any work, so NCM also runs on
+task-free streams. With ``adapt=True`` the network is first fine-tuned on the first chunk and frozen
+at the first boundary (the "first-task adaptation" of the same paper's APER, without its adapters
+or its concatenation with the pre-trained features); it predicts with the network's own head until
+then.
 
-Settings: class- and task-incremental (the task mask restricts the scores); it needs announced
-boundaries (the freeze). Domain-incremental streams are refused (``needs_new_classes``): a backbone
-frozen on the first domain does not describe the others, and one mean per class pooled over
-domains mixes unrelated clusters.
+Settings: class-, task-incremental (the task mask restricts the cosine comparison to the task's
+classes) and task-free. Domain-incremental streams are refused (``needs_new_classes``): one mean per
+class pooled over domains mixes unrelated clusters.
 
-Limitation, measured (seeds 0-1, ``benchmarks/defaults_matrix.py``): in task-incremental digits (5
-tasks of 2 classes) NCM ends at 0.860 against fine-tuning's 0.969. Fine-tuning is near its ceiling
-there (each task is a two-way problem and the task mask removes the class-IL bias), while a
-backbone trained on the first two classes only gives cosine prototypes that separate later pairs
-less well; SLDA on the same features reaches 0.990. In class-incremental streams NCM is far above
-fine-tuning (0.676 against 0.190 on split digits, 0.528 against 0.199 on split Fashion-MNIST).
+Why no adaptation by default (measured, ``benchmarks/defaults_matrix.py``, seeds 0-1; BENCHMARKS.md,
+"RanPAC, and NCM in task-IL"): adapted on the first chunk (two classes of digits), the network's
+ReLU features describe little but those two classes, and the cosine prototypes of later classes
+crowd together: task-incremental digits ended at 0.860 against fine-tuning's 0.969, class-
+incremental digits at 0.595. The network as built (randomly initialised in a config run; its
+random ReLU features keep the input's geometry) gives 0.977 and 0.869. APER's concatenation of the
+two feature sets gives 0.909 and 0.654; prototypes of L2-normalised features (iCaRL's) 0.866 and
+0.594. The task mask was already applied in task-IL; it is not the cause.
 
 Deviations
 ----------
-- SimpleCIL's backbone is pre-trained on ImageNet; here it is trained on the first chunk only (the
-  "first-task adaptation" of the same paper's APER, without its adapters or the concatenation with
-- The first chunk's prototypes come from a reservoir of ``first_buffer`` of its samples (default
-  2000), embedded once by the frozen backbone at the boundary, not from the whole chunk.
+- SimpleCIL's backbone is pre-trained on ImageNet. Here it is whatever network the learner is
+  given: a user's pre-trained one through the Python API, or, in a run built from a config, a
+  freshly initialised one, whose random features then play the pre-trained model's part.
+- With ``adapt=True``, the first chunk's prototypes come from a reservoir of ``first_buffer`` of its
+  samples (default 2000), embedded once by the frozen backbone at the boundary.
 - No data augmentation of the prototypes.
 """
 
@@ -50,9 +54,12 @@ class NCM(FrozenFeatureHead):
     name = "ncm"
     description = "NCM (SimpleCIL): cosine nearest class mean on a backbone frozen after the first chunk"
     paper = "Zhou et al. 2024, Revisiting Class-Incremental Learning with Pre-Trained Models (SimpleCIL, IJCV)"
+    needs_boundaries = False  # at the default (no adaptation) no boundary does any work; adapt=True needs them
+    new_classes_reason = ("its backbone is frozen (as given, or after the first chunk with adapt=True), and one mean "
+                          "per class pooled over domains mixes unrelated clusters")
 
-    def __init__(self, model, **base) -> None:
-        super().__init__(model, **base)
+    def __init__(self, model, *, adapt: bool = False, **base) -> None:
+        super().__init__(model, adapt=adapt, **base)
         self.sums: Tensor | None = None  # (C, d) float64, allocated on the first fit
         self.counts = torch.zeros(self.n_classes, dtype=torch.float64, device=self.device)  # (C,)
 
