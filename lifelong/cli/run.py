@@ -112,7 +112,7 @@ def run(
     label: Annotated[Optional[str], typer.Option(help="label column of --data (default: label; y for an npz)")] = None,
     standardize: Annotated[Optional[bool], typer.Option("--standardize", help="z-score --data's features with the training split's mean and std")] = None,
     data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="directory holding the dataset files")] = None,
-    download: Annotated[Optional[bool], typer.Option("--download", help="fetch missing data (verified by SHA-256)")] = None,
+    download: Annotated[Optional[bool], typer.Option("--download", help="fetch missing data from its official source, verified by a published checksum (SHA-256; MD5 for TinyImageNet, which publishes no SHA-256)")] = None,
     seeds: Annotated[Optional[str], typer.Option(help="comma-separated seeds, e.g. 0,1,2")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="epochs per chunk")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
