@@ -121,9 +121,12 @@ def test_view_consistency_reads_no_labels_and_trains_the_network():
     term = lrn.term("view_consistency")
     b = batches(1, seed=7)[0]
     ctx = lrn.context(Batch(b.x, torch.full_like(b.y, -1)))  # the term never reads a label
-    assert torch.equal(ctx.batch.x, b.x) and not torch.equal(lrn.second_view, b.x)  # the teacher's view
-    (first, _), _ = ctx.replays[id(lrn.term("prioritised_logit_replay"))]
-    assert "view" in first.extras and not torch.equal(first.extras["view"], first.x)
+    ((replayed, _),) = ctx.replays[id(lrn.term("prioritised_logit_replay"))]
+    n = replayed.extras["n_logit"]
+    assert len(replayed) == 2 * n  # the logit and the label batch, drawn and forwarded as one
+    views = lrn.second_view  # the teacher's views: the incoming rows, then the logit batch's
+    assert torch.equal(ctx.batch.x, b.x) and views.shape == (len(b) + n, *b.x.shape[1:])
+    assert not torch.equal(views[: len(b)], b.x) and not torch.equal(views[len(b):], replayed.x[:n])
     value = term(ctx)
     assert value is not None and float(value) > 0
     value.backward()

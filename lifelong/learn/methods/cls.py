@@ -197,7 +197,10 @@ class PrioritisedLogitReplay(LogitReplay):
     ``(1 − ρ)/N + ρ·l_i/Σ_j l_j`` over the ``N`` stored samples (``l``: the memory's ``loss``
     field); the replayed samples' cross-entropies are written back to that field.
 
-    ``ρ = 0`` is DER++'s uniform draw (by the same multinomial, so not bit-identical to it).
+    Both batches come from one draw of ``2n`` distinct slots (two draws of ``n`` when the memory
+    holds fewer than ``2n``), gathered in one read of the memory and forwarded as one batch: the
+    first ``n`` rows are the logit batch, the rest the label batch. ``ρ = 0`` is a uniform draw (by
+    the same multinomial, so not bit-identical to DER++'s).
     """
 
     name = "prioritised_logit_replay"
@@ -207,45 +210,44 @@ class PrioritisedLogitReplay(LogitReplay):
         self.priority = priority
 
     def probabilities(self, memory: ReservoirMemory) -> Tensor:
-        """(N,) the draw probability of each stored sample."""
+        """(N,) the draw probability of each stored sample (no host sync: a zero total is uniform)."""
         n = len(memory)
         loss = memory.fields["loss"][:n].clamp(min=0.0)
-        uniform = torch.full((n,), 1.0 / n, device=loss.device)
-        total = float(loss.sum())
-        if self.priority <= 0 or total <= 0:
-            return uniform
-        return (1.0 - self.priority) * uniform + self.priority * loss / total
+        if self.priority <= 0:
+            return torch.full((n,), 1.0 / n, device=loss.device)
+        total = loss.sum()
+        share = torch.where(total > 0, loss / total.clamp(min=1e-30), torch.full_like(loss, 1.0 / n))
+        return (1.0 - self.priority) / n + self.priority * share
 
     def draw(self, learner: Learner, n_incoming: int) -> list[Batch]:
         memory = learner.memory
         if not len(memory):
             return []
         n = min(self.replay_batch or n_incoming, len(memory))
-        p = self.probabilities(memory)
-        out = []
-        for i in range(2 if self.beta else 1):
-            idx = torch.multinomial(p.cpu(), n, replacement=False, generator=learner.generator)  # drawn on the host, as every memory draw
-            b = memory.get(idx)
-            extras = {**b.extras, "slot": idx}
-            x = b.x
-            if i == 0 and getattr(learner, "views_on", False):  # the fast average's view, for the consistency
-                extras["view"] = learner.views(x)[1]
-            out.append(Batch(x, b.y, b.task, extras))
-        return out
+        p = self.probabilities(memory).cpu()  # drawn on the host, as every memory draw
+        g = learner.generator
+        if not self.beta:
+            idx = torch.multinomial(p, n, replacement=False, generator=g)
+        elif 2 * n <= len(memory):
+            idx = torch.multinomial(p, 2 * n, replacement=False, generator=g)
+        else:
+            idx = torch.cat([torch.multinomial(p, n, replacement=False, generator=g) for _ in range(2)])
+        b = memory.get(idx)
+        return [Batch(b.x, b.y, b.task, {**b.extras, "slot": idx, "n_logit": n})]
 
     def __call__(self, ctx: StepContext) -> Tensor | None:
         pairs = self.replayed(ctx)
         if not pairs:
             return None
-        with torch.no_grad():  # the forgetting signal: each replayed sample's loss now
-            for mb, z in pairs:
-                ce = F.cross_entropy(ctx.learner.mask(z.detach(), mb.task), mb.y, reduction="none")
-                ctx.learner.memory.update_field("loss", mb.extras["slot"], ce)
-        (first, z1), *rest = pairs
-        value = self.alpha * F.mse_loss(z1, first.extras["logits"])
-        if rest:
-            second, z2 = rest[0]
-            value = value + self.beta * ctx.learner.ce(z2, second.y, second.task)
+        mb, z = pairs[0]
+        n = int(mb.extras.get("n_logit", len(mb)))
+        value = self.alpha * F.mse_loss(z[:n], mb.extras["logits"][:n])
+        # one cross-entropy over both batches: the label term's mean and the forgetting signal
+        # (each replayed sample's loss now, written back to the memory)
+        ce = F.cross_entropy(ctx.learner.mask(z, mb.task), mb.y, reduction="none")
+        ctx.learner.memory.update_field("loss", mb.extras["slot"], ce.detach())
+        if self.beta and len(mb) > n:
+            value = value + self.beta * ce[n:].mean()
         return value
 
 
@@ -287,14 +289,34 @@ def two_views(x: Tensor, generator: torch.Generator, *, noise: float, drop: floa
     return v1, v2
 
 
+def teacher_view(x: Tensor, generator: torch.Generator, *, noise: float, drop: float,
+                 bank: Tensor | None = None) -> Tensor:
+    """The second of :func:`two_views`'s views alone (the only one the learner uses: its student
+    sees the clean input): ``x − noise·std(x)·z`` masked by ``z' > −q`` for vectors, a shift of up
+    to two pixels for images. The noise scale stays a tensor, so the view needs no host sync."""
+    flat = x.reshape(len(x), -1)
+    if bank is None:
+        z = torch.randn((2, *flat.shape), generator=generator)
+    else:
+        z = bank[torch.randint(len(bank), (2, len(x)), generator=generator)]  # (2, N, numel)
+    v = flat - z[0] * (noise * flat.std()) if noise > 0 and len(x) > 1 else flat
+    if x.dim() < 3 and drop > 0:
+        v = v * (z[1] > -NormalDist().inv_cdf(1.0 - drop))
+    v = v.view(x.shape)
+    if x.dim() >= 3:
+        dy, dx = (int(u) for u in torch.randint(-2, 3, (2,), generator=generator))
+        return _shift(v, dy, dx)
+    return v
+
+
 class ViewConsistency(Term):
     """``weight·MSE(f([x; x_m]), f̄([v; v_m]))``: the working network on the clean incoming batch and
-    the replay term's first batch against the fast average on augmented views of them. Labels are
+    the replay term's logit batch against the fast average on augmented views of them. Labels are
     not read: the term trains on unlabelled samples as well.
 
     The student's logits are the step's own (the fused forward pass), so the term adds no
     forward-backward rows: only the fast average's forward pass on the views, without a graph.
-    :meth:`CLS.context` makes the incoming batch's view, the replay term the replayed one's.
+    :meth:`CLS.context` makes both views in one call (``second_view``, incoming rows first).
     """
 
     name = "view_consistency"
@@ -304,26 +326,31 @@ class ViewConsistency(Term):
 
     def __call__(self, ctx: StepContext) -> Tensor | None:
         learner = ctx.learner
-        second = getattr(learner, "second_view", None)
-        if self.weight <= 0 or second is None:
+        views = getattr(learner, "second_view", None)
+        if self.weight <= 0 or views is None:
             return None
-        students, seconds = [ctx.logits], [second]
+        students = [ctx.logits]
         pairs = ctx.replays.get(id(learner.term("prioritised_logit_replay")))
-        if pairs and "view" in pairs[0][0].extras:
-            students.append(pairs[0][1])
-            seconds.append(pairs[0][0].extras["view"])
+        if pairs and len(views) > len(ctx.logits):
+            mb, z = pairs[0]
+            students.append(z[: len(views) - len(ctx.logits)])
         with torch.no_grad():
-            target = learner.fast.model(torch.cat(seconds))  # (B + M, C)
-        return self.weight * F.mse_loss(torch.cat(students), target)
+            target = learner.fast.model(views)  # (B + n, C)
+        return self.weight * F.mse_loss(torch.cat(students) if len(students) > 1 else students[0], target)
 
 
 class LabelledCE(Term):
     """``CE(f(x), y)`` over the incoming samples that carry a label (``y >= 0``); 0 when none does.
-    Unlabelled samples (``y = -1``, semi-supervised streams) train through the view consistency."""
+    Unlabelled samples (``y = -1``, semi-supervised streams) train through the view consistency.
+    :meth:`CLS.observe` computes the per-sample losses once (they also feed the surprise and the
+    memory) and leaves them on the context as ``incoming_ce``."""
 
     name = "ce"
 
     def __call__(self, ctx: StepContext) -> Tensor:
+        per_sample = getattr(ctx, "incoming_ce", None)
+        if per_sample is not None:
+            return per_sample.mean() if per_sample.numel() else ctx.logits.sum() * 0.0
         y = ctx.batch.y
         labelled = y >= 0
         if bool(labelled.all()):
@@ -442,21 +469,37 @@ class CLS(Learner):
     def views_on(self) -> bool:
         return self.consistency > 0
 
-    def views(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Two augmented views of ``x`` (:func:`two_views`): rows of a fixed bank of 512 Gaussian
-        patterns (a constant of the method, the same for every seed, so not state), picked by the
-        learner's generator."""
+    def _view_bank(self, x: Tensor) -> Tensor:
         numel = x[0].numel()
         if self._bank is None or self._bank.shape[1] != numel:
             g = torch.Generator().manual_seed(derive_seed(0, "cls/views"))
             self._bank = torch.randn((512, numel), generator=g)
-        return two_views(x, self.generator, noise=self.view_noise, drop=self.view_drop, bank=self._bank)
+        return self._bank
+
+    def views(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Two augmented views of ``x`` (:func:`two_views`): rows of a fixed bank of 512 Gaussian
+        patterns (a constant of the method, the same for every seed, so not state), picked by the
+        learner's generator."""
+        return two_views(x, self.generator, noise=self.view_noise, drop=self.view_drop, bank=self._view_bank(x))
+
+    def teacher_view(self, x: Tensor) -> Tensor:
+        """The fast average's view of ``x`` (:func:`teacher_view`, the same bank as :meth:`views`)."""
+        return teacher_view(x, self.generator, noise=self.view_noise, drop=self.view_drop, bank=self._view_bank(x))
 
     def context(self, batch: Batch) -> StepContext:
-        """The step's one forward pass (incoming and replay batches); an augmented view of the
-        incoming batch is kept in ``second_view`` for the consistency term."""
-        self.second_view = self.views(batch.x)[1] if self.views_on else None
-        return super().context(batch)
+        """The step's one forward pass (incoming and replay batches); the fast average's view of the
+        incoming batch and of the replay term's logit batch, made in one call, is kept in
+        ``second_view`` (incoming rows first) for the consistency term."""
+        ctx = super().context(batch)
+        self.second_view = None
+        if self.views_on:
+            xs = [batch.x]
+            pairs = ctx.replays.get(id(self.term("prioritised_logit_replay")))
+            if pairs:
+                mb = pairs[0][0]
+                xs.append(mb.x[: int(mb.extras.get("n_logit", len(mb)))])
+            self.second_view = self.teacher_view(torch.cat(xs) if len(xs) > 1 else xs[0])
+        return ctx
 
     def check_batch(self, batch: Batch) -> None:
         """Labels in ``[0, n_classes)``, or ``-1`` for an unlabelled sample."""
@@ -467,12 +510,14 @@ class CLS(Learner):
                                 f"got {int(lo)}..{int(hi)}")
 
     def observe(self, batch: Batch) -> StepStats:
-        ctx = self.context(batch)  # incoming, replay and view batches in one forward pass
+        ctx = self.context(batch)  # incoming and replay batches in one forward pass, and the views
         labelled = batch.y >= 0
-        known = batch if bool(labelled.all()) else _rows(batch, labelled)
-        with torch.no_grad():
-            per_sample = F.cross_entropy(self.mask(ctx.logits.detach()[labelled], known.task), known.y,
-                                         reduction="none")  # (L,) the labelled samples' loss
+        every = bool(labelled.all())
+        known = batch if every else _rows(batch, labelled)
+        logits = ctx.logits if every else ctx.logits[labelled]
+        # (L,) the labelled samples' loss, computed once: the CE term's mean, the surprise, the memory's field
+        ctx.incoming_ce = F.cross_entropy(self.mask(logits, known.task), known.y, reduction="none")
+        per_sample = ctx.incoming_ce.detach()
         if len(known):
             m = self.surprise.update(float(per_sample.mean()))
             for group in self.opt.param_groups:
@@ -480,7 +525,7 @@ class CLS(Learner):
             if self.error_weight > 0 and self.surprise.gate > 0:  # the memory records (and corrects) shifts only
                 self._store_errors(known)
         loss = self.update(ctx)
-        self.memory.add(known, logits=ctx.logits.detach()[labelled], loss=per_sample)
+        self.memory.add(known, logits=logits.detach(), loss=per_sample)
         self.steps += 1
         self.fast.update(self.model, self.steps)
         self.slow.update(self.model, self.steps)
