@@ -115,7 +115,7 @@ def test_the_error_memory_corrects_a_shift_at_once_and_only_while_surprised():
 
 
 def test_view_consistency_reads_no_labels_and_trains_the_network():
-    lrn = learner()
+    lrn = learner(consistency_every=1)
     for b in batches(5):
         lrn.observe(b)
     term = lrn.term("view_consistency")
@@ -134,6 +134,21 @@ def test_view_consistency_reads_no_labels_and_trains_the_network():
     off = learner(consistency=0.0)
     ctx = off.context(b)
     assert torch.equal(ctx.batch.x, b.x) and off.term("view_consistency")(ctx) is None
+
+
+def test_the_consistency_runs_every_kth_step_only():
+    calls = []
+    lrn = learner(consistency_every=3)
+    fast = lrn.fast.model
+    fast.register_forward_hook(lambda *_: calls.append(lrn.steps))
+    for b in batches(9):
+        lrn.observe(b)
+    assert calls == [0, 3, 6]  # the teacher's pass, on steps 0, 3, 6 of 9
+    every = learner(consistency_every=1)
+    every.fast.model.register_forward_hook(lambda *_: calls.append(-1))
+    for b in batches(4):
+        every.observe(b)
+    assert calls.count(-1) == 4
 
 
 def test_every_part_changes_the_run():
@@ -158,7 +173,8 @@ def test_two_views_differ_keep_shapes_and_use_only_the_given_generator():
 
 
 def test_bad_options_are_config_errors():
-    for hp in ({"priority": 1.5}, {"slow_horizon": 0.5}, {"surprise_slow": 0.5}, {"view_drop": 1.0}):
+    for hp in ({"priority": 1.5}, {"slow_horizon": 0.5}, {"surprise_slow": 0.5}, {"view_drop": 1.0},
+               {"consistency_every": 0}):
         with pytest.raises(ConfigError):
             learner(**hp)
 

@@ -383,6 +383,7 @@ class CLS(Learner):
         beta: float = 0.5,
         priority: float = 0.5,
         consistency: float = 0.5,
+        consistency_every: int = 2,
         view_noise: float = 0.1,
         view_drop: float = 0.1,
         fast_fraction: float = 0.5,
@@ -399,6 +400,7 @@ class CLS(Learner):
         error_temperature: float = 0.1,
         error_threshold: float = 0.9,
         error_half_life: float = 50.0,
+        sleep: float = 0.0,
         **base,
     ) -> None:
         super().__init__(model, **base)
@@ -408,10 +410,16 @@ class CLS(Learner):
             raise ConfigError("cls: the averages' fractions must be >= 0 and their horizons >= 1 (1: no averaging)")
         if not (0 < surprise_slow < surprise_fast <= 1) or max_multiplier < 1 or surprise_eps <= 0:
             raise ConfigError("cls: need 0 < surprise_slow < surprise_fast <= 1, surprise_eps > 0 and max_multiplier >= 1")
+        if sleep < 0:
+            raise ConfigError(f"cls: sleep must be >= 0 (0: no offline replay), got {sleep}")
+        if consistency_every < 1:
+            raise ConfigError(f"cls: consistency_every must be >= 1 (1: every step), got {consistency_every}")
         if not 0 <= view_drop < 1 or view_noise < 0:
             raise ConfigError("cls: need 0 <= view_drop < 1 and view_noise >= 0")
         self.mem_size, self.replay_batch, self.alpha, self.beta, self.priority = mem_size, replay_batch, alpha, beta, priority
         self.consistency, self.view_noise, self.view_drop = consistency, view_noise, view_drop
+        self.consistency_every, self.sleep = consistency_every, sleep
+        self.sleep_credit = 0.0  # replay rows the unlabelled samples have paid for, not yet spent
         self.fast_fraction, self.fast_horizon = fast_fraction, fast_horizon
         self.slow_fraction, self.slow_horizon = slow_fraction, slow_horizon
         self.surprise_fast, self.surprise_slow, self.surprise_eps = surprise_fast, surprise_slow, surprise_eps
@@ -492,7 +500,7 @@ class CLS(Learner):
         ``second_view`` (incoming rows first) for the consistency term."""
         ctx = super().context(batch)
         self.second_view = None
-        if self.views_on:
+        if self.views_on and self.steps % self.consistency_every == 0:  # the teacher's pass every k-th step
             xs = [batch.x]
             pairs = ctx.replays.get(id(self.term("prioritised_logit_replay")))
             if pairs:
@@ -531,7 +539,32 @@ class CLS(Learner):
         self.slow.update(self.model, self.steps)
         self.record_seen(known)
         self.n_observed += len(batch) - len(known)
+        if self.sleep > 0 and len(known) < len(batch):
+            self.sleep_credit += self.sleep * (len(batch) - len(known))
+            self._sleep_steps(len(batch))
         return self.stats(ctx.logits, batch, loss)
+
+    def _sleep_steps(self, n_incoming: int) -> None:
+        """Offline replay: while the unlabelled samples' credit covers a step, one SGD step on the
+        replay term alone (logit and label batches of the memory, no incoming batch), then the
+        averages' update. Streams with every label never sleep."""
+        term = self.term("prioritised_logit_replay")
+        while len(self.memory) and self.sleep_credit >= 2 * min(term.replay_batch or n_incoming, len(self.memory)):
+            drawn = term.draw(self, n_incoming)
+            mb = drawn[0]
+            self.sleep_credit -= len(mb)
+            for group in self.opt.param_groups:
+                group["lr"] = self.lr
+            ctx = StepContext(self, mb, self.forward(mb.x), replays={id(term): [(mb, None)]}, inputs=mb.x)
+            ctx.replays[id(term)] = [(mb, ctx.logits)]
+            value = term(ctx)
+            if value is None:
+                break
+            self.step(value)
+            self.fast.update(self.model, self.steps)
+            self.slow.update(self.model, self.steps)
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr * self.surprise.multiplier
 
     @torch.no_grad()
     def predict(self, x: Tensor, task: Tensor | None = None) -> Tensor:
@@ -546,7 +579,8 @@ class CLS(Learner):
     def extra_state(self) -> dict:
         return {"memory": self.memory.state_dict(), "fast": self.fast.model.state_dict(),
                 "slow": self.slow.model.state_dict(), "surprise": self.surprise.state_dict(),
-                "errors": self.errors.state_dict(), "steps": self.steps}
+                "errors": self.errors.state_dict(), "steps": self.steps,
+                "sleep_credit": self.sleep_credit}
 
     def load_extra_state(self, state: dict) -> None:
         self.memory.load_state_dict(state["memory"])
@@ -555,5 +589,6 @@ class CLS(Learner):
         self.surprise.load_state_dict(state["surprise"])
         self.errors.load_state_dict(state["errors"])
         self.steps = int(state["steps"])
+        self.sleep_credit = float(state.get("sleep_credit", 0.0))
         for group in self.opt.param_groups:
             group["lr"] = self.lr * self.surprise.multiplier
