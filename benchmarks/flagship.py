@@ -44,23 +44,23 @@ STREAMS: dict[str, dict] = {
                            "train": {"epochs": 1, "batch_size": 10}},
     "digits-blurry": {"dataset": {"name": "digits"}, "scenario": {"name": "blurry", "n_chunks": 5}},
     "digits-drift": {"dataset": {"name": "digits"}, "scenario": {"name": "concept_drift"}},
-    # a user's own arrays: 4,000 tabular samples, 10 classes, 20 features, from an .npz (user_array())
+    # a user's own arrays: 2,000 tabular samples, 10 classes, 20 features, from an .npz (user_array())
     "user-array-cil5": {"dataset": {"name": "file", "path": "<user_array>", "standardize": True},
                         "scenario": {"name": "class_incremental", "n_chunks": 5}},
 }
 
 
 def user_array() -> str:
-    """The user-array stream's file: scikit-learn's ``make_classification`` (4,000 samples, 10
+    """The user-array stream's file: scikit-learn's ``make_classification`` (2,000 samples, 10
     classes of two clusters each, 12 informative of 20 features, seed 0) as ``x``/``y`` in an .npz,
     written once to the temporary directory (deterministic, so rewriting it changes nothing)."""
     import tempfile
 
     from sklearn.datasets import make_classification
 
-    path = Path(tempfile.gettempdir()) / "lifelong-flagship-user-array.npz"
+    path = Path(tempfile.gettempdir()) / "lifelong-flagship-user-array-2k.npz"
     if not path.exists():
-        x, y = make_classification(n_samples=4000, n_features=20, n_informative=12, n_redundant=4, n_classes=10,
+        x, y = make_classification(n_samples=2000, n_features=20, n_informative=12, n_redundant=4, n_classes=10,
                                    n_clusters_per_class=2, class_sep=1.5, random_state=0)
         np.savez(path, x=x.astype(np.float32), y=y.astype(np.int64))
     return str(path)

@@ -236,3 +236,27 @@ def test_cls_trains_on_unlabelled_samples_through_its_view_consistency():
     before = [p.detach().clone() for p in off.model.parameters()]
     off.observe(unlabelled)  # no labelled loss, no replay, no consistency: nothing to learn from
     assert all(torch.equal(p, q) for p, q in zip(off.model.parameters(), before, strict=True))
+
+
+def test_sleep_replays_the_memory_offline_only_for_what_unlabelled_samples_pay():
+    labelled = batches(6)
+    unlabelled = [Batch(b.x, torch.full_like(b.y, -1)) for b in batches(2, seed=6)]
+    steps = []
+
+    def run(sleep: float, stream) -> list[torch.Tensor]:
+        lrn = learner(sleep=sleep, mem_size=40)
+        step = lrn.step
+        lrn.step = lambda loss: (steps.append(sleep), step(loss))[1]  # the sleep's own SGD steps
+        for b in stream:
+            lrn.observe(b)
+        return [p.detach().clone() for p in lrn.model.parameters()]
+
+    off = run(0.0, [*labelled, *unlabelled])
+    assert steps == []  # no sleep by default
+    on = run(2.0, [*labelled, *unlabelled])
+    # 8 unlabelled rows a batch, credit 2 each: 16 rows a batch, one replay step of 2 x 8 rows each
+    assert steps == [2.0, 2.0]
+    assert any(not torch.equal(p, q) for p, q in zip(on, off, strict=True))
+    steps.clear()
+    run(2.0, labelled)  # every label present: nothing paid, never asleep
+    assert steps == []
