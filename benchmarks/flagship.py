@@ -44,7 +44,26 @@ STREAMS: dict[str, dict] = {
                            "train": {"epochs": 1, "batch_size": 10}},
     "digits-blurry": {"dataset": {"name": "digits"}, "scenario": {"name": "blurry", "n_chunks": 5}},
     "digits-drift": {"dataset": {"name": "digits"}, "scenario": {"name": "concept_drift"}},
+    # a user's own arrays: 2,000 tabular samples, 10 classes, 20 features, from an .npz (user_array())
+    "user-array-cil5": {"dataset": {"name": "file", "path": "<user_array>", "standardize": True},
+                        "scenario": {"name": "class_incremental", "n_chunks": 5}},
 }
+
+
+def user_array() -> str:
+    """The user-array stream's file: scikit-learn's ``make_classification`` (2,000 samples, 10
+    classes of two clusters each, 12 informative of 20 features, seed 0) as ``x``/``y`` in an .npz,
+    written once to the temporary directory (deterministic, so rewriting it changes nothing)."""
+    import tempfile
+
+    from sklearn.datasets import make_classification
+
+    path = Path(tempfile.gettempdir()) / "lifelong-flagship-user-array-2k.npz"
+    if not path.exists():
+        x, y = make_classification(n_samples=2000, n_features=20, n_informative=12, n_redundant=4, n_classes=10,
+                                   n_clusters_per_class=2, class_sep=1.5, random_state=0)
+        np.savez(path, x=x.astype(np.float32), y=y.astype(np.int64))
+    return str(path)
 
 
 def parse_learner(spec: str) -> dict:
@@ -57,6 +76,8 @@ def parse_learner(spec: str) -> dict:
 
 
 def run_one(doc: dict, learner: dict, seeds: list[int]) -> dict:
+    if doc["dataset"].get("path") == "<user_array>":
+        doc = {**doc, "dataset": {**doc["dataset"], "path": user_array()}}
     cfg = from_dict({**doc, "learner": learner, "seeds": seeds})
     ds = load_data(cfg)
     accs, las, walls, steps = [], [], [], []
@@ -136,14 +157,28 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
+    specs = args.learners.split(";" if ";" in args.learners else ",")
     for stream in args.streams.split(","):
-        for spec in args.learners.split(";" if ";" in args.learners else ","):
-            res = run_one(STREAMS[stream], parse_learner(spec), seeds)
+        # seeds outer, learners inner: each seed's runs of every learner follow one another in this
+        # process, so their wall times (and the cls/derpp ratio per seed) see the same machine load
+        per: dict[str, list[dict]] = {spec: [] for spec in specs}
+        for seed in seeds:
+            for spec in specs:
+                per[spec].append(run_one(STREAMS[stream], parse_learner(spec), [seed]))
+        for spec in specs:
+            rs = per[spec]
+            res = {"acc_seeds": [r["acc_seeds"][0] for r in rs], "la_seeds": [r["la"] for r in rs],
+                   "train_s": [r["train_s"][0] for r in rs], "steps": [r["steps"][0] for r in rs]}
+            res["acc"], res["la"] = float(np.mean(res["acc_seeds"])), float(np.mean(res["la_seeds"]))
             results.setdefault(stream, {})[spec] = res
             print(f"{stream:20s} {spec:40s} acc {res['acc']:.4f} {[round(a, 4) for a in res['acc_seeds']]} "
-                  f"la {res['la']:.3f} train {np.mean(res['train_s']):.2f}s ({res['steps'][0]} steps)", flush=True)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps({**results, "_load": os.getloadavg()}, indent=1))
+                  f"la {res['la']:.3f} train {[round(t, 2) for t in res['train_s']]}s ({res['steps'][0]} steps)",
+                  flush=True)
+        if "cls" in per and "derpp" in per:
+            ratios = [c / d for c, d in zip(results[stream]["cls"]["train_s"], results[stream]["derpp"]["train_s"])]
+            print(f"{stream:20s} cls/derpp train time per seed {[round(r, 2) for r in ratios]}", flush=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({**results, "_load": os.getloadavg()}, indent=1))
     for stream, res in results.items():
         if stream.startswith("_") or "cls" not in res:
             continue

@@ -115,15 +115,18 @@ def test_the_error_memory_corrects_a_shift_at_once_and_only_while_surprised():
 
 
 def test_view_consistency_reads_no_labels_and_trains_the_network():
-    lrn = learner()
+    lrn = learner(consistency_every=1)
     for b in batches(5):
         lrn.observe(b)
     term = lrn.term("view_consistency")
     b = batches(1, seed=7)[0]
     ctx = lrn.context(Batch(b.x, torch.full_like(b.y, -1)))  # the term never reads a label
-    assert torch.equal(ctx.batch.x, b.x) and not torch.equal(lrn.second_view, b.x)  # the teacher's view
-    (first, _), _ = ctx.replays[id(lrn.term("prioritised_logit_replay"))]
-    assert "view" in first.extras and not torch.equal(first.extras["view"], first.x)
+    ((replayed, _),) = ctx.replays[id(lrn.term("prioritised_logit_replay"))]
+    n = replayed.extras["n_logit"]
+    assert len(replayed) == 2 * n  # the logit and the label batch, drawn and forwarded as one
+    views = lrn.second_view  # the teacher's views: the incoming rows, then the logit batch's
+    assert torch.equal(ctx.batch.x, b.x) and views.shape == (len(b) + n, *b.x.shape[1:])
+    assert not torch.equal(views[: len(b)], b.x) and not torch.equal(views[len(b):], replayed.x[:n])
     value = term(ctx)
     assert value is not None and float(value) > 0
     value.backward()
@@ -131,6 +134,21 @@ def test_view_consistency_reads_no_labels_and_trains_the_network():
     off = learner(consistency=0.0)
     ctx = off.context(b)
     assert torch.equal(ctx.batch.x, b.x) and off.term("view_consistency")(ctx) is None
+
+
+def test_the_consistency_runs_every_kth_step_only():
+    calls = []
+    lrn = learner(consistency_every=3)
+    fast = lrn.fast.model
+    fast.register_forward_hook(lambda *_: calls.append(lrn.steps))
+    for b in batches(9):
+        lrn.observe(b)
+    assert calls == [0, 3, 6]  # the teacher's pass, on steps 0, 3, 6 of 9
+    every = learner(consistency_every=1)
+    every.fast.model.register_forward_hook(lambda *_: calls.append(-1))
+    for b in batches(4):
+        every.observe(b)
+    assert calls.count(-1) == 4
 
 
 def test_every_part_changes_the_run():
@@ -155,7 +173,8 @@ def test_two_views_differ_keep_shapes_and_use_only_the_given_generator():
 
 
 def test_bad_options_are_config_errors():
-    for hp in ({"priority": 1.5}, {"slow_horizon": 0.5}, {"surprise_slow": 0.5}, {"view_drop": 1.0}):
+    for hp in ({"priority": 1.5}, {"slow_horizon": 0.5}, {"surprise_slow": 0.5}, {"view_drop": 1.0},
+               {"consistency_every": 0}):
         with pytest.raises(ConfigError):
             learner(**hp)
 
@@ -217,3 +236,27 @@ def test_cls_trains_on_unlabelled_samples_through_its_view_consistency():
     before = [p.detach().clone() for p in off.model.parameters()]
     off.observe(unlabelled)  # no labelled loss, no replay, no consistency: nothing to learn from
     assert all(torch.equal(p, q) for p, q in zip(off.model.parameters(), before, strict=True))
+
+
+def test_sleep_replays_the_memory_offline_only_for_what_unlabelled_samples_pay():
+    labelled = batches(6)
+    unlabelled = [Batch(b.x, torch.full_like(b.y, -1)) for b in batches(2, seed=6)]
+    steps = []
+
+    def run(sleep: float, stream) -> list[torch.Tensor]:
+        lrn = learner(sleep=sleep, mem_size=40)
+        step = lrn.step
+        lrn.step = lambda loss: (steps.append(sleep), step(loss))[1]  # the sleep's own SGD steps
+        for b in stream:
+            lrn.observe(b)
+        return [p.detach().clone() for p in lrn.model.parameters()]
+
+    off = run(0.0, [*labelled, *unlabelled])
+    assert steps == []  # no sleep by default
+    on = run(2.0, [*labelled, *unlabelled])
+    # 8 unlabelled rows a batch, credit 2 each: 16 rows a batch, one replay step of 2 x 8 rows each
+    assert steps == [2.0, 2.0]
+    assert any(not torch.equal(p, q) for p, q in zip(on, off, strict=True))
+    steps.clear()
+    run(2.0, labelled)  # every label present: nothing paid, never asleep
+    assert steps == []
