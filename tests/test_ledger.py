@@ -208,3 +208,17 @@ def test_forgetting_out_of_its_band_fails(tmp_path):
     outcome = run_entry(suite.entries[0])
     assert outcome.acc_ok and not outcome.forgetting_ok and not outcome.passed  # naive forgets nearly everything
     assert "forgetting" in outcome.problems()[0]
+
+
+def test_only_selects_whole_learner_names_and_keys():
+    """``ledger check --only cls`` must not re-run (or, with --record, rewrite) ``cls_er``'s entries."""
+    from lifelong.experiments.ledger import load_suite
+
+    suite = load_suite(Path(__file__).parent.parent / "ledger" / "fast_digits.toml")
+    picked = lambda words: sorted(e.key for e in suite.entries if e.selected_by(words))  # noqa: E731
+    assert picked(["cls"]) and all(k.split("[")[0] == "cls" for k in picked(["cls"]))
+    assert "cls_er" not in " ".join(k.split("[")[0] for k in picked(["cls"]))
+    assert picked(["cls_er"]) and all(k.startswith("cls_er") for k in picked(["cls_er"]))
+    er_keys = [e.key for e in suite.entries if e.learner["name"] == "er"]
+    assert picked([er_keys[-1]]) == [er_keys[-1]]  # a key names one entry
+    assert picked(["", " "]) == []

@@ -24,7 +24,7 @@ def check(
     path: Annotated[Path, typer.Argument(help="a ledger file or directory")] = Path("ledger"),
     tier: Annotated[Optional[str], typer.Option(help="only this tier: fast, full or paper")] = None,
     only: Annotated[Optional[str], typer.Option(
-        help="only entries whose label contains one of these comma-separated words (e.g. naive,ewc)")] = None,
+        help="only the entries of these comma-separated learners or entry keys (e.g. naive,ewc or er[mem_size=200])")] = None,
     record_: Annotated[bool, typer.Option("--record", help="write the observed values back into the files")] = False,
 ) -> None:
     """Rerun ledger entries; exit 1 when a mean leaves its band or an ordering fails on a seed."""
@@ -43,7 +43,7 @@ def check(
             continue
         outcomes = {}
         for entry in suite.entries:
-            if only and not any(word.strip() and word.strip() in entry.label for word in only.split(",")):
+            if only and not entry.selected_by(only.split(",")):
                 continue
             o = run_entry(entry, cache)
             outcomes[entry.label] = o

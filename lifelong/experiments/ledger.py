@@ -122,6 +122,11 @@ class Entry:
         extra = ",".join(f"{k}={v}" for k, v in sorted(self.learner.items()) if k != "name")
         return self.learner["name"] + (f"[{extra}]" if extra else "")
 
+    def selected_by(self, words: list[str]) -> bool:
+        """Whether one of ``words`` names this entry: its learner (every entry of that learner), its
+        key or its label. Whole names only: ``cls`` does not select ``cls_er``."""
+        return any(w.strip() in (self.learner["name"], self.key, self.label) for w in words if w.strip())
+
     def config(self):
         doc = {**self.base, "seeds": list(self.seeds), "learner": dict(self.learner), "name": self.learner["name"]}
         return from_dict(doc)
