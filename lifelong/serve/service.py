@@ -20,6 +20,7 @@ Examples
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import sqlite3
@@ -147,6 +148,8 @@ class Service:
                 "events, before learning them", self.shadow_accuracy)
         m.gauge("lifelong_serve_frozen", "1 while learning is frozen (POST /freeze); serving goes on",
                 lambda: float(self.worker.frozen))
+        m.gauge("lifelong_serve_gc_frozen_objects", "objects moved out of the cyclic garbage collector's reach at "
+                "start (gc.freeze), so a full collection does not walk them", gc.get_freeze_count)
         self._online: deque[int] = deque(maxlen=cfg.accuracy_window)
         self._shadow_online: deque[int] = deque(maxlen=cfg.accuracy_window)
         self._online_lock = threading.Lock()
