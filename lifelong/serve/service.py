@@ -20,6 +20,7 @@ Examples
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import sqlite3
@@ -46,6 +47,8 @@ from lifelong.serve.worker import PublishedModel, Worker, to_batch
 from lifelong.serve.config import build_learner
 
 log = logging.getLogger("lifelong.serve")
+#: rows of the flip sample the served copy scores per hold of the serving lock
+FLIP_CHUNK = 32
 
 
 class Service:
@@ -145,6 +148,8 @@ class Service:
                 "events, before learning them", self.shadow_accuracy)
         m.gauge("lifelong_serve_frozen", "1 while learning is frozen (POST /freeze); serving goes on",
                 lambda: float(self.worker.frozen))
+        m.gauge("lifelong_serve_gc_frozen_objects", "objects moved out of the cyclic garbage collector's reach at "
+                "start (gc.freeze), so a full collection does not walk them", gc.get_freeze_count)
         self._online: deque[int] = deque(maxlen=cfg.accuracy_window)
         self._shadow_online: deque[int] = deque(maxlen=cfg.accuracy_window)
         self._online_lock = threading.Lock()
@@ -299,17 +304,22 @@ class Service:
     def _flip(self, new: Any, old: Any) -> float | None:
         """Negative flip rate of ``new`` (the worker's learner) against ``old`` (the served copy) on
         the flip sample (``None``: no sample yet). Only the served copy's pass holds the serving lock
-        (fast-path updates mutate it); the learner is the worker's own, so ``/predict`` never waits
-        for its pass."""
+        (fast-path updates mutate it), one slice of :data:`FLIP_CHUNK` rows at a time (a fast-path
+        update may land between two slices: each slice is scored by the served model of its moment);
+        the learner is the worker's own, so ``/predict`` never waits for its pass."""
         sample = self.flip_sample()
         if sample is None:
             return None
         x, y = sample
         with torch.no_grad():
             new_right = new.predict(x).argmax(1) == y
-            with self.published.lock:
-                old_out = old.predict(x)
-            old_right = old_out.argmax(1) == y
+            # the served copy in slices of FLIP_CHUNK rows, the lock taken per slice: a /predict
+            # waits for one slice's pass at most, not the whole sample's
+            old_out = []
+            for i in range(0, len(y), FLIP_CHUNK):
+                with self.published.lock:
+                    old_out.append(old.predict(x[i:i + FLIP_CHUNK]))
+            old_right = torch.cat(old_out).argmax(1) == y
         self.flip_sample_rows = len(y)
         self.flip_rate = float((old_right & ~new_right).float().mean())
         return self.flip_rate

@@ -214,14 +214,31 @@ class PublishedModel:
         update, until the next publish, so a restart can rebuild the served copy from the log."""
         target = self._spare if self._spare is not None else self.build()
         target.load_state_dict(copy.deepcopy(state))
-        with self.lock:
-            keep = []
-            for seqs, batch in ([] if pinned else self._fast):
+        keep: list[tuple[Tensor, Batch]] = []
+
+        def replay(entries: list[tuple[Tensor, Batch]]) -> None:
+            for seqs, batch in entries:
                 newer = seqs > seq
                 if bool(newer.any()):
                     sub = _rows(batch, newer)
                     target.update_memory(sub)
                     keep.append((seqs[newer], sub))
+
+        # The fast-path updates are re-applied to the spare copy outside the lock (nothing reads it:
+        # predictions read ``current``), so ``/predict`` waits only for the swap. ``_fast`` only grows
+        # between publishes (and publish runs on the worker thread alone): what arrived meanwhile is
+        # picked up by index, in arrival order, and the last few under the lock, just before the swap.
+        done = 0
+        for _ in range(3):
+            with self.lock:
+                todo = self._fast[done:]
+            if not todo or pinned:
+                break
+            replay(todo)
+            done += len(todo)
+        with self.lock:
+            if not pinned:
+                replay(self._fast[done:])
             self._fast = keep
             self._spare, self.current = self.current, target
             self.seq, self.step = int(seq), int(step)

@@ -131,6 +131,14 @@ def test_bad_predict_is_refused(http, name, body, status, words):
     assert state(http) == before
 
 
+def test_the_startup_heap_is_frozen_out_of_the_collector(http):
+    """The served process froze its startup objects (gc.freeze): a full collection no longer walks
+    the imported modules and the restored learner while holding the GIL."""
+    text = http.get("/metrics").text
+    frozen = [float(line.split()[-1]) for line in text.splitlines() if line.startswith("lifelong_serve_gc_frozen_objects ")]
+    assert frozen and frozen[0] > 50_000
+
+
 def test_bad_admin_requests(http, server):
     before = state(http)
     for body, status in (({"to_seq": -1}, 422), ({"to_seq": "3"}, 422), ({}, 422), ({"to_seq": 10**9}, 409)):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lifelong.serve.config import load_serve_config
-from lifelong.serve.service import Service
+from lifelong.serve.service import FLIP_CHUNK, Service
 
 from tests.serve.conftest import Server, write_config
 from tests.serve.test_faults import metric, until
@@ -102,3 +102,34 @@ def test_the_flip_rate_is_reported_while_serving(tmp_path):
             assert 0.0 <= h["negative_flip_rate"] <= 1.0
     finally:
         srv.kill()
+
+
+def test_the_flip_pass_holds_the_serving_lock_one_slice_at_a_time(tmp_path):
+    """The served copy scores the flip sample in slices of FLIP_CHUNK rows, each under the serving
+    lock, so a /predict never waits for the whole sample's pass; the rate is the whole sample's."""
+    cfg = load_serve_config(write_config(tmp_path), env={"LIFELONG_SERVE_TOKEN": "t" * 20})
+    svc = Service(cfg, threads=False)
+    calls: list[tuple[int, bool]] = []
+
+    class ByRow:  # predicts labels[row id], the id carried in the input's first value
+        def __init__(self, labels: torch.Tensor, record: bool) -> None:
+            self.labels, self.record = labels, record
+
+        def predict(self, x: torch.Tensor) -> torch.Tensor:
+            if self.record:
+                calls.append((len(x), svc.published.lock.locked()))
+            return torch.nn.functional.one_hot(self.labels[x[:, 0].long()], 4).float()
+
+    try:
+        n = 3 * FLIP_CHUNK + 5
+        assert n <= cfg.flip_sample
+        y = torch.arange(n) % 4
+        svc._recent.extend((np.full(8, i, np.float32), int(y[i])) for i in range(n))
+        new = y.clone()
+        new[:7] = (y[:7] + 1) % 4
+        new[-3:] = (y[-3:] + 1) % 4
+        svc._flip(ByRow(new, False), ByRow(y.clone(), True))
+        assert svc.flip_rate == pytest.approx(10 / n)
+        assert [c for c, _ in calls] == [FLIP_CHUNK] * 3 + [5] and all(locked for _, locked in calls)
+    finally:
+        svc.stop(snapshot=False)

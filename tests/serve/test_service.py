@@ -224,6 +224,38 @@ def test_published_model_fast_path_until_the_worker_catches_up(memo, tmp_path):
     assert not pm.fast_update(torch.tensor([1]), Batch(x[:1], want[:1])) or len(pm.current.keys) == 2
 
 
+def test_publish_replays_fast_updates_outside_the_serving_lock_and_keeps_late_ones_in_order(memo, tmp_path,
+                                                                                            monkeypatch):
+    """A publish re-applies pending fast-path updates to the spare copy without the serving lock
+    (``/predict`` waits only for the swap); an update that lands meanwhile is applied too, after
+    the earlier ones."""
+    cfg = make_cfg(tmp_path, learner={"name": "memo_test"})
+    from lifelong.serve.config import build_learner
+
+    worker_learner = build_learner(cfg)
+    pm = PublishedModel(lambda: build_learner(cfg))
+    pm.publish(worker_learner.state_dict(), seq=0, step=0)
+    x = torch.randn(3, DIM)
+    want = (pm.predict(x)[0].argmax(1) + 1) % N_CLASSES
+    assert pm.fast_update(torch.tensor([1, 2]), Batch(x[:2], want[:2]))
+    held, late = [], []
+    plain = Memo.update_memory
+
+    def update_memory(self, batch):
+        held.append(pm.lock.locked())
+        plain(self, batch)
+        if self is not pm.current and not late and not pm.lock.locked():  # a feedback arriving mid-publish
+            late.append(True)
+            assert pm.fast_update(torch.tensor([3]), Batch(x[2:], want[2:]))
+
+    monkeypatch.setattr(Memo, "update_memory", update_memory)
+    pm.publish(worker_learner.state_dict(), seq=0, step=0)
+    assert held[0] is False  # the replay of what was pending ran without the lock
+    assert late and torch.equal(pm.current.keys, x) and torch.equal(pm.current.vals, want)  # 1, 2, then 3
+    assert torch.equal(pm.predict(x)[0].argmax(1), want)
+    assert [s.tolist() for s, _ in pm._fast] == [[1, 2], [3]]
+
+
 def test_feedback_corrects_the_next_prediction(memo, service):
     svc = service(learner={"name": "memo_test"})
     assert svc.health()["fast_path"]
