@@ -251,5 +251,7 @@ def load_serve_config(path: str | Path, *, env: dict[str, str] | None = None) ->
 def build_learner(cfg: ServeConfig) -> Learner:
     """A fresh learner as ``cfg`` describes it, from the one runner's builder; the same call always
     gives the same initial state."""
-    return build_run_learner(cfg.learner, cfg.model, input_shape=cfg.input_shape, n_classes=cfg.n_classes,
-                             seed=cfg.seed, train=cfg.train)
+    learner = build_run_learner(cfg.learner, cfg.model, input_shape=cfg.input_shape, n_classes=cfg.n_classes,
+                                seed=cfg.seed, train=cfg.train)
+    learner.guard_gradients = True  # a step with a non-finite gradient is skipped, never published
+    return learner

@@ -244,3 +244,33 @@ def test_er_ace_still_learns_with_one_class_per_chunk(tiny, mask):
 def test_er_ace_rejects_an_unknown_mask(tiny):
     with pytest.raises(ConfigError, match="incoming_mask"):
         build("er_ace", class_incremental(tiny, n_chunks=3), incoming_mask="task")
+
+
+@pytest.mark.parametrize("name", ["er", "agem", "gem", "naive"])
+def test_a_guarded_learner_skips_a_step_whose_gradient_is_not_finite(name):
+    """``guard_gradients`` (on in ``lifelong serve``): a finite loss whose gradient is NaN or inf
+    raises TrainingDiverged and leaves the weights as they were; unguarded, the weights go NaN."""
+    from lifelong.data import Batch
+    from lifelong.learn.base import TrainingDiverged
+    from lifelong.learn.methods import make_learner
+    from lifelong.learn.nets import mlp
+
+    g = torch.Generator().manual_seed(0)
+    batch = Batch(torch.randn(8, 5, generator=g), torch.arange(8) % 2)
+    for guarded in (True, False):
+        kw = {"mem_size": 20} if name != "naive" else {}
+        learner = make_learner(name, mlp((5,), 2, seed=0), seed=0, **kw)
+        learner.guard_gradients = guarded
+        learner.observe(batch)
+        before = [p.detach().clone() for p in learner.model.parameters()]
+        first = next(learner.model.parameters())
+        hook = first.register_hook(lambda grad: grad * float("inf"))
+        if guarded:
+            with pytest.raises(TrainingDiverged, match="gradient became NaN or infinite"):
+                learner.observe(batch)
+            assert all(torch.equal(a, b) for a, b in zip(before, learner.model.parameters(), strict=True))
+        else:
+            learner.observe(batch)
+            assert not bool(torch.isfinite(first).all())
+        hook.remove()
+

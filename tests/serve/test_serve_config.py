@@ -74,3 +74,9 @@ def test_the_serve_config_loads_plugins_before_the_learner_lookup(tmp_path, monk
     finally:
         LEARNERS.pop("serve_plugin_learner", None)
         sys.modules.pop("serve_plugin_mod", None)
+
+
+def test_the_served_learner_guards_its_gradients():
+    """A step with a non-finite gradient is skipped in the service (tests/learners/test_methods_loud.py
+    checks what the guard does), so the worker never publishes NaN weights."""
+    assert build_learner(serve_cfg()).guard_gradients is True

@@ -210,6 +210,7 @@ class GEM(Learner):
         for p in self.params:  # the (projected) flat gradient's views as .grad, then a plain SGD step
             p.grad = g[offset : offset + p.numel()].view_as(p)
             offset += p.numel()
+        self.check_gradients()
         self.opt.step()
         self.pending.add(batch)
         self.record_seen(batch)
