@@ -44,6 +44,7 @@ from lifelong.errors import ConfigError
 from lifelong.learn.base import Learner, StepStats
 from lifelong.learn.memory import GradientScoredMemory
 from lifelong.learn.nets import has_batch_statistics
+from lifelong.learn.persample import linear_sample_grad_gram
 from lifelong.learn.terms import IncomingCE, ReplayCE
 from lifelong.seeding import derive_seed
 
@@ -92,10 +93,25 @@ class GSS(Learner):
         return torch.cat([g[k].reshape(len(batch), -1) for k in params], 1)
 
     def gradient_cosine(self, candidates: Batch, subset: Batch) -> Tensor:
-        """(B,) the largest cosine similarity of each candidate's gradient to the subset's."""
-        g = F.normalize(self.sample_gradients(candidates), dim=1)
-        h = F.normalize(self.sample_gradients(subset), dim=1)
-        return (g @ h.T).max(1).values
+        """(B,) the largest cosine similarity of each candidate's gradient to the subset's.
+
+        On a network of linear layers without batch statistics (the MLPs) the inner products come
+        from the Gram matrix of the joined batch's per-sample gradients, from one forward and one
+        backward pass (:func:`~lifelong.learn.persample.linear_sample_grad_gram`); elsewhere from
+        the per-sample gradients themselves (``torch.func``)."""
+        b = len(candidates)
+        joined = Batch(torch.cat([candidates.x, subset.x]), torch.cat([candidates.y, subset.y]),
+                       None if candidates.task is None or subset.task is None
+                       else torch.cat([candidates.task, subset.task]))
+        gram = linear_sample_grad_gram(
+            self.model, joined.x,
+            lambda out: F.cross_entropy(self.mask(out, joined.task), joined.y, reduction="sum"))
+        if gram is None:
+            g = self.sample_gradients(joined)
+            gram = g @ g.T
+        norms = gram.diagonal().clamp_min(1e-30).sqrt()
+        cos = gram[:b, b:] / (norms[:b, None] * norms[None, b:])
+        return cos.max(1).values
 
     def observe(self, batch: Batch) -> StepStats:
         ctx = self.context(batch)
