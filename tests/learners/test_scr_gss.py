@@ -105,6 +105,11 @@ def test_gss_scorer_is_the_max_cosine_of_per_sample_gradients(tiny):
     g = F.normalize(torch.stack([flat_grad(x, y) for x, y in zip(cand.x, cand.y)]), dim=1)
     h = F.normalize(torch.stack([flat_grad(x, y) for x, y in zip(subset.x, subset.y)]), dim=1)
     assert torch.allclose(learner.gradient_cosine(cand, subset), (g @ h.T).max(1).values, atol=1e-5)
+    # the torch.func route (networks the Gram shortcut does not cover) gives the same gradients
+    assert torch.allclose(F.normalize(learner.sample_gradients(cand), dim=1), g, atol=1e-5)
+    tasks = GSS(net(), mem_size=20, seed=0, task_classes=[(0, 1, 2), (3, 4, 5)])
+    masked = Batch(cand.x, cand.y, torch.tensor([0, 1, 0, 1]))
+    assert torch.isfinite(tasks.sample_gradients(masked)).all()
 
 
 def admissions(memory, candidate, trials=60):
