@@ -143,16 +143,18 @@ class SCR(Learner):
         return self.stats(logits, batch, loss)
 
     def consolidate(self, batch: Batch, generator: torch.Generator | None = None) -> SleepStats:
-        """One SupCon step on ``len(batch)`` buffer samples (``batch`` itself while the buffer is empty)."""
+        """One SupCon step on ``len(batch)`` buffer samples (``batch`` itself while the buffer is empty);
+        the counts are the NCM's predictions of those samples before the step."""
         source = "rehearsal"
         if len(self.memory):
             batch, source = self.memory.sample(len(batch), generator or self.generator), "memory"
         self.check_batch(batch)
+        n_correct = int((self.mask(self.predict(batch.x), batch.task).argmax(1) == batch.y).sum())  # before the step
         self.train_mode()
-        h, z = self.embed(torch.cat([batch.x, self.second_view(batch.x)]))
+        _, z = self.embed(torch.cat([batch.x, self.second_view(batch.x)]))
         loss = supcon_loss(z, torch.cat([batch.y, batch.y]), self.temperature)
         self.step(loss)
-        return SleepStats(len(batch), 0, float(loss.detach()) * len(batch), source=source)
+        return SleepStats(len(batch), n_correct, float(loss.detach()) * len(batch), source=source)
 
     # -- the nearest-class-mean classifier ----------------------------------------------------------
     def ncm_scores(self, h: Tensor, h_ref: Tensor, y_ref: Tensor) -> Tensor:
