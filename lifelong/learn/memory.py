@@ -208,4 +208,87 @@ class ClassBalancedMemory(TensorMemory):
         self.class_count = {int(c): int(n) for c, n in state["class_count"].tolist()}
 
 
-MEMORIES = {"reservoir": ReservoirMemory, "class_balanced": ClassBalancedMemory}
+def input_cosine(candidates: Batch, subset: Batch) -> Tensor:
+    """(B,) the largest cosine similarity of each candidate's flattened input to the subset's
+    inputs: the default score of :class:`GradientScoredMemory` when no gradient scorer is set."""
+    a = torch.nn.functional.normalize(candidates.x.reshape(len(candidates), -1).float(), dim=1)
+    b = torch.nn.functional.normalize(subset.x.reshape(len(subset), -1).float().to(a.device), dim=1)
+    return (a @ b.T).max(1).values
+
+
+class GradientScoredMemory(TensorMemory):
+    """Gradient-based sample selection, greedy variant (GSS-greedy; Aljundi et al., NeurIPS 2019).
+
+    Each stored sample keeps a score ``c = 1 + max_j cos(g, g_j)``: its gradient's largest cosine
+    similarity to the gradients ``g_j`` of ``subset`` buffer samples drawn at random when it was
+    offered (``c`` in [0, 2]; low means unlike the buffer). While the memory fills, every
+    candidate is stored with its score. Once full, a candidate with ``c < 1`` (no buffer gradient
+    points its way) picks a stored sample ``i`` with probability ``C_i / Σ C`` and replaces it with
+    probability ``C_i / (C_i + c)``; a candidate with ``c >= 1`` is not stored.
+
+    ``scorer(candidates, subset) -> (B,)`` gives the max cosine similarities; the GSS learner sets
+    it to the cosine of per-sample loss gradients. Without one, the flattened inputs' cosine
+    (:func:`input_cosine`) stands in. The subset and every admission draw come from the memory's
+    own generator; one subset serves a whole incoming batch. The first sample, offered to an empty
+    memory, has nothing to compare with and gets ``first_score`` (0.1, as in the Mammoth
+    implementation).
+    """
+
+    def __init__(self, capacity: int, *, seed: int = 0, device: str | torch.device = "cpu", subset: int = 10,
+                 first_score: float = 0.1) -> None:
+        super().__init__(capacity, seed=seed, device=device)
+        if subset < 1:
+            raise ConfigError(f"the gradient-scored memory's subset must be >= 1, got {subset}")
+        self.subset, self.first_score = int(subset), float(first_score)
+        self.scores = torch.zeros(self.capacity, dtype=torch.float64)  # (capacity,) C_i, on the host
+        self.scorer = input_cosine
+
+    def candidate_scores(self, batch: Batch) -> Tensor:
+        """(B,) float64 ``1 + max cos`` of each candidate against a random buffer subset (drawn
+        from the memory's generator), or ``first_score`` when the memory is empty."""
+        if self.size == 0:
+            return torch.full((len(batch),), self.first_score, dtype=torch.float64)
+        idx = torch.randperm(self.size, generator=self.generator)[: min(self.subset, self.size)]
+        sims = self.scorer(batch, self.get(idx))
+        return sims.detach().to("cpu", torch.float64).clamp(-1.0, 1.0) + 1.0
+
+    def add(self, batch: Batch, **fields: Tensor) -> None:
+        b = len(batch)
+        if self.capacity == 0 or b == 0:
+            self.n_seen += b
+            return
+        self._allocate(batch, fields)
+        c = self.candidate_scores(batch).tolist()
+        u = torch.rand(b, 2, generator=self.generator, dtype=torch.float64).tolist()  # (pick, accept) per row
+        for i, ci in enumerate(c):  # sequential by definition: each admission changes the scores
+            self.n_seen += 1
+            if self.size < self.capacity:
+                slot = self.size
+                self.size += 1
+            elif ci < 1.0:
+                stored = self.scores[: self.size]
+                total = float(stored.sum())
+                if total > 0:
+                    cum = torch.cumsum(stored, 0)
+                    slot = min(int(torch.searchsorted(cum, u[i][0] * total, right=True)), self.size - 1)
+                else:
+                    slot = min(int(u[i][0] * self.size), self.size - 1)
+                ck = float(stored[slot])
+                if not u[i][1] < (ck / (ck + ci) if ck + ci > 0 else 0.5):
+                    continue
+            else:
+                continue
+            self._write(torch.tensor([slot]), torch.tensor([i]), batch, fields)
+            self.scores[slot] = ci
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["scores"] = self.scores.clone()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.scores = state["scores"].to("cpu", torch.float64, copy=True)
+
+
+MEMORIES = {"reservoir": ReservoirMemory, "class_balanced": ClassBalancedMemory, "gradient_scored": GradientScoredMemory}

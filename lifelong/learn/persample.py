@@ -79,3 +79,58 @@ def linear_sample_grad_sums(
         if m.bias is not None:
             sums[prefix + "bias"] = phi_d.sum(0)
     return sums
+
+
+def linear_sample_grad_gram(model: nn.Module, x: Tensor, objective: Callable[[Tensor], Tensor]) -> Tensor | None:
+    """``(B, B)`` Gram matrix ``⟨∂ℓ_n/∂θ, ∂ℓ_m/∂θ⟩`` of the per-sample gradients over every
+    parameter of ``model``, from one forward and one backward pass, or None when the shortcut does
+    not apply (as :func:`linear_sample_grad_sums`).
+
+    A layer's per-sample weight gradient is ``δ_n a_nᵀ``, so ``⟨δ_n a_nᵀ, δ_m a_mᵀ⟩ = (δ_n·δ_m)(a_n·a_m)``
+    and the bias adds ``δ_n·δ_m``: the Gram matrix is ``Σ_layers (Δ Δᵀ) ∘ (A Aᵀ + 1)`` without any
+    per-sample gradient being formed.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    >>> x = torch.randn(5, 3)
+    >>> gram = linear_sample_grad_gram(net, x, lambda out: (out ** 2).sum())
+    >>> def flat(i):
+    ...     net.zero_grad()
+    ...     (net(x[i : i + 1]) ** 2).sum().backward()
+    ...     return torch.cat([p.grad.flatten() for p in net.parameters()])
+    >>> g = torch.stack([flat(i) for i in range(5)])
+    >>> bool(torch.allclose(gram, g @ g.T, atol=1e-4))
+    True
+    """
+    linears = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    owned = {id(p) for m in linears.values() for p in m.parameters(recurse=False)}
+    if any(id(p) not in owned for p in model.parameters()) or has_batch_statistics(model):
+        return None
+    if any(not p.requires_grad for p in model.parameters()):
+        return None
+    inputs: dict[str, Tensor] = {}
+    outputs: dict[str, Tensor] = {}
+
+    def keep(name: str):
+        def hook(_m: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> None:
+            inputs[name], outputs[name] = inp[0].detach(), out
+        return hook
+
+    handles = [m.register_forward_hook(keep(name)) for name, m in linears.items()]
+    try:
+        with torch.enable_grad():
+            out = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if set(inputs) != set(linears) or any(inputs[n].dim() != 2 for n in linears):
+        return None
+    with torch.enable_grad():
+        deltas = torch.autograd.grad(objective(out), [outputs[n] for n in linears])
+    gram = torch.zeros(len(x), len(x), dtype=out.dtype, device=out.device)
+    for (name, m), d in zip(linears.items(), deltas, strict=True):
+        a = inputs[name]
+        dd = d.detach() @ d.detach().T
+        gram += dd * (a @ a.T + (1.0 if m.bias is not None else 0.0))
+    return gram

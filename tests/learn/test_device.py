@@ -108,6 +108,7 @@ HOST_BOOKKEEPING = {
     "powerlaw": ("/extra/last_met", "/extra/replay_counts"),  # the replay schedule's clocks, drawn on the host
     "error_memory": ("/store/steps",),  # moved to the keys' device with the first stored row
     "cls": ("/extra/errors/steps",),  # its error memory's store, as error_memory's
+    "gss": ("/extra/memory/scores",),  # GSS-greedy's admission scores, read one by one on the host
 }
 
 
