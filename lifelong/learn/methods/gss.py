@@ -16,6 +16,11 @@ to the incoming batch's.
 Settings: class-, task- and domain-incremental, online/task-free (it needs no boundaries); the
 paper's setting is online, with small incoming batches.
 
+Cost: each step adds the per-sample gradient cosines of the incoming batch against a few random
+buffer subsets. On MLPs they come from one forward-backward pass on the joined batch (the Gram
+matrix of per-sample gradients, ``lifelong.learn.persample``); on other networks from ``torch.func``
+per-sample gradients, which cost a multiple of a step.
+
 Deviations
 ----------
 - As in ER here, the incoming and replay losses are two means added, not one mean over the joined

@@ -24,6 +24,10 @@ boundaries (the freeze and the choice of ``λ``). Domain-incremental streams are
 (``needs_new_classes``), as for NCM and SLDA: the paper's domain-IL runs use an ImageNet backbone,
 while a backbone trained on the first domain of a permuted stream does not describe the others.
 
+Cost: after the first chunk the backbone is frozen, so a step is one forward pass and two rank-B
+updates of the M x M Gram matrix (M = 1000); each boundary solves the ridge head for every λ of
+its grid on an 80/20 split (a few M x M solves), which dominates on short streams.
+
 Deviations
 ----------
 - ``dim`` (the paper's M) defaults to 1000, not 10 000: the networks here have L = 256 features

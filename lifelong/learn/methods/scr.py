@@ -16,6 +16,12 @@ ranking by Euclidean distance between unit vectors).
 Settings: class-, task- (the task mask restricts the scores) and domain-incremental,
 online/task-free (it needs no boundaries); the paper's setting is online class-incremental.
 
+Cost: each step embeds the incoming batch and a 100-sample replay batch twice (the inputs and their
+augmented views), eleven times ER's replay rows at batch 10, and every evaluation first embeds the
+whole buffer for the class means. At equal steps SCR is therefore many times ER's wall time (tens
+of times online at batch 10 on the MLP, measured under load; BENCHMARKS.md "SCR and GSS"): the
+paper's protocol, replay batch included, is kept rather than cut to fit the 2x budget.
+
 Deviations
 ----------
 - Augmentation: the paper composes random resized crops, flips, colour jitter and grayscale on
