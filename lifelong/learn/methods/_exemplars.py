@@ -49,9 +49,9 @@ class ExemplarLearner(Learner):
     def __init__(self, model: nn.Module, *, mem_size: int = 500, replay_batch: int | None = None,
                  chunk_buffer: int = 2000, **base) -> None:
         super().__init__(model, **base)
-        self.mem_size, self.replay_batch, self.chunk_buffer_size = mem_size, replay_batch, chunk_buffer
+        self.mem_size, self.replay_batch, self.chunk_buffer = mem_size, replay_batch, chunk_buffer
         self.exemplars = ExemplarMemory(self.exemplar_capacity(), device=self.device)
-        self.chunk_buffer = ReservoirMemory(chunk_buffer, seed=self.derived("chunk-buffer/0"), device=self.device)
+        self.chunk_samples = ReservoirMemory(chunk_buffer, seed=self.derived("chunk-buffer/0"), device=self.device)
         self.teacher: nn.Module | None = None
         self.old_classes = torch.zeros(self.n_classes, dtype=torch.bool, device=self.device)
 
@@ -114,7 +114,7 @@ class ExemplarLearner(Learner):
             self.step(self.loss(train, out, self.active(batch), len(own)))
             self.after_step()
         if len(own):
-            self.chunk_buffer.add(own)
+            self.chunk_samples.add(own)
         self.record_seen(batch)
         return self.stats(logits, batch, self.ce(logits.detach(), batch.y, batch.task))
 
@@ -137,11 +137,11 @@ class ExemplarLearner(Learner):
         """Boundary work once the exemplars, teacher and old classes are updated (BiC's bias layer)."""
 
     def herd(self) -> None:
-        if not len(self.chunk_buffer):
+        if not len(self.chunk_samples):
             return
         m = self.exemplars.capacity // int(self.seen_classes.sum())
         self.exemplars.reduce(m)
-        chunk = self.chunk_buffer.all()
+        chunk = self.chunk_samples.all()
         for c in chunk.y.unique().tolist():
             candidates = _take(chunk, (chunk.y == c).nonzero().flatten())
             if len(self.exemplars):  # a recurring class: its exemplars compete again
@@ -155,20 +155,20 @@ class ExemplarLearner(Learner):
         self.teacher = frozen_copy(self.model)
         self.old_classes = self.seen_classes.clone()
         seed = int(torch.randint(2**62, (1,), generator=self.generator))  # reproducible from the state
-        self.chunk_buffer = ReservoirMemory(self.chunk_buffer_size, seed=seed, device=self.device)
+        self.chunk_samples = ReservoirMemory(self.chunk_buffer, seed=seed, device=self.device)
         self.after_boundary()
 
     # -- state ----------------------------------------------------------------------------------
     def extra_state(self) -> dict:
         return {
             "exemplars": self.exemplars.state_dict(),
-            "chunk_buffer": self.chunk_buffer.state_dict(),
+            "chunk_samples": self.chunk_samples.state_dict(),
             "teacher": self.teacher.state_dict() if self.teacher is not None else None,
             "old_classes": self.old_classes.clone(),
         }
 
     def load_extra_state(self, state: dict) -> None:
         self.exemplars.load_state_dict(state["exemplars"])
-        self.chunk_buffer.load_state_dict(state["chunk_buffer"])
+        self.chunk_samples.load_state_dict(state["chunk_samples"])
         self.teacher = None if state["teacher"] is None else frozen_copy(self.model, state["teacher"])
         self.old_classes = state["old_classes"].clone()

@@ -117,7 +117,7 @@ class BiC(ExemplarLearner):
     def after_boundary(self) -> None:
         self.update_validation()
         seed = int(torch.randint(2**62, (1,), generator=self.generator))
-        self.heldout = ReservoirMemory(self.chunk_buffer_size, seed=seed, device=self.device)
+        self.heldout = ReservoirMemory(self.chunk_buffer, seed=seed, device=self.device)
         new = self.old_classes & ~self.previous_old  # old_classes now includes the chunk's classes
         self.alpha, self.beta = 1.0, 0.0
         self.bias_classes = new
