@@ -23,8 +23,9 @@ Deviations
 ----------
 - Streaming: each incoming batch is joined by ``replay_batch`` training exemplars drawn uniformly
   (default: as many as incoming samples); the paper trains epochs over their union. Held-out new
-  samples are drawn per incoming sample with probability ``val_fraction`` (the paper splits the
-  stored data), from a bounded reservoir of ``chunk_buffer`` samples.
+  samples are chosen by a seeded hash of the input (a fraction ``val_fraction`` of them, the same
+  ones in every epoch; the paper splits the stored data) and kept in a bounded reservoir of
+  ``chunk_buffer`` samples.
 - The bias layer is fitted by ``bias_steps`` full-batch gradient steps (learning rate ``bias_lr``)
   from ``α = 1, β = 0``; it is dropped (identity) at the first step of the next chunk, where it
   only remains inside the teacher. Fixed head over every class; unseen classes' logits are left
@@ -64,7 +65,7 @@ class BiC(ExemplarLearner):
         self.val_capacity = max(1, round(mem_size * val_fraction)) if mem_size else 0
         self.val_exemplars = ExemplarMemory(self.val_capacity, device=self.device)
         self.heldout = ReservoirMemory(chunk_buffer, seed=self.derived("heldout/0"), device=self.device)
-        self.split_generator = torch.Generator().manual_seed(self.derived("bic-split"))
+        self._projection: Tensor | None = None  # the split's hash direction, rebuilt from the seed
         #: the bias layer: α, β on the logits of ``bias_classes`` (the last chunk's new classes)
         self.alpha, self.beta = 1.0, 0.0
         self.bias_classes = torch.zeros(self.n_classes, dtype=torch.bool, device=self.device)
@@ -86,10 +87,21 @@ class BiC(ExemplarLearner):
     def start_step(self) -> None:
         self.corrected = False
 
+    def held_out(self, x: Tensor) -> Tensor:
+        """(B,) bool: whether each input belongs to the validation split, by a seeded hash of the
+        input itself (a projection on a fixed random direction, its fractional part), so that a
+        sample is held out in every epoch or in none."""
+        flat = x.reshape(len(x), -1).double()
+        if self._projection is None or self._projection.shape[0] != flat.shape[1]:
+            g = torch.Generator().manual_seed(self.derived("bic-split"))
+            self._projection = torch.randn(flat.shape[1], generator=g, dtype=torch.float64).to(flat.device)
+        u = torch.frac((flat @ self._projection).abs() * 1000.0)
+        return u < self.val_fraction
+
     def training_mask(self, batch: Batch) -> Tensor:
-        hold = torch.rand(len(batch), generator=self.split_generator) < self.val_fraction
+        hold = self.held_out(batch.x)
         if bool(hold.any()):
-            self.heldout.add(_take(batch, hold.nonzero().flatten().to(batch.y.device)))
+            self.heldout.add(_take(batch, hold.nonzero().flatten()))
         return ~hold
 
     def loss(self, train: Batch, logits: Tensor, active: Tensor, n_incoming: int) -> Tensor:
@@ -108,6 +120,11 @@ class BiC(ExemplarLearner):
         m = self.val_capacity // int(self.seen_classes.sum())
         self.val_exemplars.reduce(m)
         held = self.heldout.all()
+        # a sample held out in several epochs was stored once per epoch: keep its first copy
+        _, inverse = torch.unique(held.x.reshape(len(held), -1), dim=0, return_inverse=True)
+        first = torch.full((int(inverse.max()) + 1,), len(held), dtype=torch.int64, device=inverse.device)
+        first = first.scatter_reduce(0, inverse, torch.arange(len(held), device=inverse.device), reduce="amin")
+        held = _take(held, first.sort().values)
         for c in held.y.unique().tolist():
             self.val_exemplars.replace_class(c, _take(held, (held.y == c).nonzero().flatten()[:m]))
 
@@ -151,7 +168,7 @@ class BiC(ExemplarLearner):
     # -- state ----------------------------------------------------------------------------------
     def extra_state(self) -> dict:
         return {**super().extra_state(), "val_exemplars": self.val_exemplars.state_dict(),
-                "heldout": self.heldout.state_dict(), "split_generator": self.split_generator.get_state(),
+                "heldout": self.heldout.state_dict(),
                 "alpha": self.alpha, "beta": self.beta, "bias_classes": self.bias_classes.clone(),
                 "corrected": self.corrected}
 
@@ -159,7 +176,6 @@ class BiC(ExemplarLearner):
         super().load_extra_state(state)
         self.val_exemplars.load_state_dict(state["val_exemplars"])
         self.heldout.load_state_dict(state["heldout"])
-        self.split_generator.set_state(state["split_generator"].cpu())
         self.alpha, self.beta = float(state["alpha"]), float(state["beta"])
         self.bias_classes = state["bias_classes"].to(self.device, copy=True)
         self.corrected = bool(state["corrected"])
