@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -14,7 +15,7 @@ from lifelong.data import Batch
 from lifelong.learn.methods.bic import BiC
 from lifelong.learn.methods.lucir import LUCIR, cosine_scores, margin_ranking
 from lifelong.learn.methods.wa import WA
-from lifelong.learn.nets import mlp
+from lifelong.learn.nets import build_model, mlp
 
 
 def blobs(classes: list[int], n: int, seed: int) -> Batch:
@@ -146,9 +147,28 @@ def test_wa_aligns_the_new_classes_norms_to_the_old_ones_and_clips_the_head():
     learner.end_chunk = spy
     train_chunks(learner, [[4, 5]])
     assert (learner.model.head.weight >= 0).all()
-    norms = learner.model.head.weight.norm(dim=1)
+    norms = learner.model.head.weight.detach().norm(dim=1)
     old_norms = before["w"].norm(dim=1)
     assert not math.isclose(float(old_norms[:4].mean()), float(old_norms[4:].mean()), rel_tol=1e-3)
     assert math.isclose(float(norms[:4].mean()), float(norms[4:].mean()), rel_tol=1e-5)
     assert torch.equal(learner.model.head.weight[:4], before["w"][:4])  # old classes' weights unchanged
     assert math.isclose(learner.gamma, float(old_norms[:4].mean() / old_norms[4:].mean()), rel_tol=1e-5)
+
+
+# -- backbones --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind,options", [("cnn", {"channels": (4, 8), "hidden": 16}), ("resnet18", {"nf": 2}),
+                                          ("resnet32", {"nf": 2})])
+@pytest.mark.parametrize("cls", [LUCIR, BiC, WA])
+def test_the_bias_correction_methods_run_on_the_conv_and_resnet_backbones(cls, kind, options):
+    g = torch.Generator().manual_seed(0)
+    learner = cls(build_model(kind, (1, 8, 8), 4, seed=0, **options), mem_size=16, seed=0)
+    for chunk in ([0, 1], [2, 3]):
+        for _ in range(3):
+            y = torch.tensor(chunk * 4)
+            x = torch.randn(8, 1, 8, 8, generator=g) + y[:, None, None, None].float()
+            stats = learner.observe(Batch(x, y))
+            assert stats.n == 8 and math.isfinite(stats.loss_sum)
+        learner.end_chunk()
+    out = learner.predict(torch.randn(5, 1, 8, 8, generator=g))
+    assert out.shape == (5, 4) and torch.isfinite(out).all()
+    assert torch.bincount(learner.exemplars.all().y, minlength=4).tolist()[:4] == [len(learner.exemplars) // 4] * 4
