@@ -36,13 +36,12 @@ Deviations
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lifelong.data import Batch
+from lifelong.errors import ConfigError
+from lifelong.learn.exemplars import ExemplarLearner, ExemplarMemory, _take
 from lifelong.learn.memory import ReservoirMemory
-from lifelong.learn.methods._exemplars import ExemplarLearner
-from lifelong.learn.methods.icarl import ExemplarMemory, _take
 from lifelong.learn.terms import distillation
 
 
@@ -56,7 +55,6 @@ class BiC(ExemplarLearner):
                  bias_steps: int = 200, bias_lr: float = 0.05, distill: bool = True, correct: bool = True,
                  **base) -> None:
         if not 0.0 < val_fraction < 1.0:
-            from lifelong.errors import ConfigError
             raise ConfigError(f"bic: val_fraction must lie in (0, 1), got {val_fraction}")
         self.val_fraction = val_fraction
         super().__init__(model, mem_size=mem_size, replay_batch=replay_batch, chunk_buffer=chunk_buffer, **base)

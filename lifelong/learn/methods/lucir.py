@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lifelong.data import Batch
-from lifelong.learn.methods._exemplars import ExemplarLearner
+from lifelong.learn.exemplars import ExemplarLearner
 
 
 def cosine_scores(features: Tensor, weight: Tensor) -> Tensor:

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from lifelong.data import Batch
-from lifelong.learn.methods._exemplars import ExemplarLearner
+from lifelong.learn.exemplars import ExemplarLearner
 from lifelong.learn.terms import distillation
 
 

@@ -1,12 +1,13 @@
 """Shared plumbing of the class-incremental exemplar methods (LUCIR, BiC, WA).
 
 :class:`ExemplarLearner` keeps iCaRL's exemplar memory (herding, ``m = K // t`` exemplars per
-class, :class:`~lifelong.learn.methods.icarl.ExemplarMemory`), a network frozen at the last
+class, :class:`ExemplarMemory`, shared with :mod:`lifelong.learn.methods.icarl`), a network frozen at the last
 boundary (the teacher) and the mask of the classes seen before it. Each step trains on the
 incoming batch joined by a batch of exemplars; the loss is the method's :meth:`loss`.
 Subclasses hook into the boundary through :meth:`after_training` (before herding: WA's weight
 aligning) and :meth:`after_boundary` (after herding and the teacher: BiC's bias layer).
 
+iCaRL (:mod:`lifelong.learn.methods.icarl`) uses the herding and the exemplar memory defined here.
 With every method's defining term off, this is plain cross-entropy fine-tuning on new data plus
 herded exemplars ("iCaRL-style fine-tuning with the same exemplars"), the baseline of the three
 papers' ablations.
@@ -22,9 +23,82 @@ from torch import Tensor, nn
 
 from lifelong.data import Batch
 from lifelong.learn.base import Learner, StepStats
-from lifelong.learn.memory import ReservoirMemory
+from lifelong.learn.memory import ReservoirMemory, TensorMemory
 from lifelong.seeding import derive_seed
-from lifelong.learn.methods.icarl import ExemplarMemory, _cat, _take, herding
+
+
+def herding(features: Tensor, m: int) -> Tensor:
+    """Indices of ``min(m, n)`` rows of ``features`` (n, d), chosen by herding, in selection order.
+
+    The k-th choice minimises ``‖μ − (φ(x) + Σ_{j<k} φ(p_j)) / k‖`` over the rows not yet chosen,
+    with ``μ`` the mean row (iCaRL's Algorithm 4).
+
+    Examples
+    --------
+    >>> herding(torch.tensor([[0.0], [1.0], [3.0]]), 2)  # mean 4/3: 1.0 first, then 3.0 (mean 2)
+    tensor([1, 2])
+    """
+    n = features.shape[0]
+    mu = features.mean(0)  # (d,)
+    chosen = torch.zeros(n, dtype=torch.bool, device=features.device)
+    running = torch.zeros_like(mu)  # sum of the chosen features
+    order = []
+    for k in range(1, min(m, n) + 1):
+        dist = (mu - (running + features) / k).norm(dim=1)  # (n,)
+        dist[chosen] = float("inf")
+        i = int(dist.argmin())
+        order.append(i)
+        chosen[i] = True
+        running += features[i]
+    return torch.tensor(order, dtype=torch.int64)
+
+
+class ExemplarMemory(TensorMemory):
+    """Per-class exemplar sets in one preallocated buffer of ``capacity`` slots.
+
+    Invariant: slots ``0 .. size-1`` are filled and, within each class, are in priority (herding)
+    order, so cutting a class to ``m`` exemplars keeps its first ``m`` slots.
+    """
+
+    def _keep(self, keep: Tensor) -> None:
+        """Compact the filled slots to those where ``keep`` (size,) is true, preserving order."""
+        kept = self.get(keep.nonzero().flatten())  # advanced indexing copies the rows
+        k = len(kept)
+        self._write(torch.arange(k), torch.arange(k), kept, {})
+        self.size = k
+
+    def reduce(self, m: int) -> None:
+        """Keep the first ``m`` exemplars of every class."""
+        if self.size == 0:
+            return
+        y = self.y[: self.size]
+        rank = F.one_hot(y).cumsum(0).gather(1, y[:, None]).squeeze(1) - 1  # position within its class
+        self._keep(rank < m)
+
+    def replace_class(self, c: int, exemplars: Batch) -> None:
+        """Make ``exemplars`` (in priority order) the whole exemplar set of class ``c``."""
+        if self.size:
+            self._keep(self.y[: self.size] != c)
+        if len(exemplars) == 0:
+            return
+        self._allocate(exemplars, {})
+        n = len(exemplars)
+        if self.size + n > self.capacity:
+            raise ValueError(f"exemplar memory overflow: {self.size} + {n} > {self.capacity}")
+        self._write(torch.arange(self.size, self.size + n), torch.arange(n), exemplars, {})
+        self.size += n
+
+    def of_class(self, c: int) -> Batch:
+        return self.get((self.y[: self.size] == c).nonzero().flatten())
+
+
+def _cat(a: Batch, b: Batch) -> Batch:
+    task = torch.cat([a.task, b.task]) if a.task is not None and b.task is not None else None
+    return Batch(torch.cat([a.x, b.x]), torch.cat([a.y, b.y]), task)
+
+
+def _take(batch: Batch, idx: Tensor) -> Batch:
+    return Batch(batch.x[idx], batch.y[idx], batch.task[idx] if batch.task is not None else None)
 
 
 def frozen_copy(model: nn.Module, weights: dict | None = None) -> nn.Module:
