@@ -58,7 +58,7 @@ def margin_ranking(cos: Tensor, y: Tensor, negatives: Tensor, *, margin: float, 
     Examples
     --------
     >>> cos = torch.tensor([[0.9, 0.6, 0.1]])  # class 0 is the truth; 1 and 2 are new
-    >>> float(margin_ranking(cos, torch.tensor([0]), torch.tensor([False, True, True]), margin=0.5, k=1))
+    >>> round(float(margin_ranking(cos, torch.tensor([0]), torch.tensor([False, True, True]), margin=0.5, k=1)), 4)
     0.2
     """
     if len(y) == 0 or not bool(negatives.any()):
