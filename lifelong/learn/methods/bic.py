@@ -63,7 +63,8 @@ class BiC(ExemplarLearner):
         self.val_capacity = max(1, round(mem_size * val_fraction)) if mem_size else 0
         self.val_exemplars = ExemplarMemory(self.val_capacity, device=self.device)
         self.heldout = ReservoirMemory(chunk_buffer, seed=self.derived("heldout/0"), device=self.device)
-        self._projection: Tensor | None = None  # the split's hash direction, rebuilt from the seed
+        self.split_seed = self.derived("bic-split")  # the split's hash direction comes from it (in the state)
+        self._projection: Tensor | None = None
         #: the bias layer: α, β on the logits of ``bias_classes`` (the last chunk's new classes)
         self.alpha, self.beta = 1.0, 0.0
         self.bias_classes = torch.zeros(self.n_classes, dtype=torch.bool, device=self.device)
@@ -91,7 +92,7 @@ class BiC(ExemplarLearner):
         sample is held out in every epoch or in none."""
         flat = x.reshape(len(x), -1).double()
         if self._projection is None or self._projection.shape[0] != flat.shape[1]:
-            g = torch.Generator().manual_seed(self.derived("bic-split"))
+            g = torch.Generator().manual_seed(self.split_seed)
             self._projection = torch.randn(flat.shape[1], generator=g, dtype=torch.float64).to(flat.device)
         u = torch.frac((flat @ self._projection).abs() * 1000.0)
         return u < self.val_fraction
@@ -166,7 +167,7 @@ class BiC(ExemplarLearner):
     # -- state ----------------------------------------------------------------------------------
     def extra_state(self) -> dict:
         return {**super().extra_state(), "val_exemplars": self.val_exemplars.state_dict(),
-                "heldout": self.heldout.state_dict(),
+                "heldout": self.heldout.state_dict(), "split_seed": self.split_seed,
                 "alpha": self.alpha, "beta": self.beta, "bias_classes": self.bias_classes.clone(),
                 "corrected": self.corrected}
 
@@ -174,6 +175,7 @@ class BiC(ExemplarLearner):
         super().load_extra_state(state)
         self.val_exemplars.load_state_dict(state["val_exemplars"])
         self.heldout.load_state_dict(state["heldout"])
+        self.split_seed, self._projection = int(state["split_seed"]), None
         self.alpha, self.beta = float(state["alpha"]), float(state["beta"])
         self.bias_classes = state["bias_classes"].to(self.device, copy=True)
         self.corrected = bool(state["corrected"])
