@@ -25,7 +25,7 @@ def build(name, stream, seed=0, **hp):
 
 # -- 1. boundary learners on task-free streams ----------------------------------------------------
 def test_the_boundary_learners_are_the_penalty_and_distillation_methods():
-    assert {"ewc", "si", "lwf", "mas", "icarl", "l2", "agem", "powerlaw"} <= set(BOUNDARY)
+    assert {"ewc", "si", "lwf", "mas", "icarl", "l2", "agem", "powerlaw", "lucir", "bic", "wa"} <= set(BOUNDARY)
     assert not {"er", "der", "derpp", "er_ace", "cls_er", "agem_r", "gdumb", "naive"} & set(BOUNDARY)
 
 

@@ -52,86 +52,13 @@ from torch import Tensor, nn
 
 from lifelong.data import Batch
 from lifelong.learn.base import Learner, StepStats
+from lifelong.learn.exemplars import ExemplarMemory, _cat, _take, herding  # noqa: F401  (herding: imported from here too)
+from lifelong.learn.memory import ReservoirMemory
 from lifelong.seeding import derive_seed
-from lifelong.learn.memory import ReservoirMemory, TensorMemory
 
 #: NME score of a class without exemplars. Normalised features are at most 2 apart, so this ranks
 #: such classes last and gives them a softmax probability below e^-98, while staying finite.
 UNSEEN_SCORE = -100.0
-
-
-def herding(features: Tensor, m: int) -> Tensor:
-    """Indices of ``min(m, n)`` rows of ``features`` (n, d), chosen by herding, in selection order.
-
-    The k-th choice minimises ``‖μ − (φ(x) + Σ_{j<k} φ(p_j)) / k‖`` over the rows not yet chosen,
-    with ``μ`` the mean row (iCaRL's Algorithm 4).
-
-    Examples
-    --------
-    >>> herding(torch.tensor([[0.0], [1.0], [3.0]]), 2)  # mean 4/3: 1.0 first, then 3.0 (mean 2)
-    tensor([1, 2])
-    """
-    n = features.shape[0]
-    mu = features.mean(0)  # (d,)
-    chosen = torch.zeros(n, dtype=torch.bool, device=features.device)
-    running = torch.zeros_like(mu)  # sum of the chosen features
-    order = []
-    for k in range(1, min(m, n) + 1):
-        dist = (mu - (running + features) / k).norm(dim=1)  # (n,)
-        dist[chosen] = float("inf")
-        i = int(dist.argmin())
-        order.append(i)
-        chosen[i] = True
-        running += features[i]
-    return torch.tensor(order, dtype=torch.int64)
-
-
-class ExemplarMemory(TensorMemory):
-    """Per-class exemplar sets in one preallocated buffer of ``capacity`` slots.
-
-    Invariant: slots ``0 .. size-1`` are filled and, within each class, are in priority (herding)
-    order, so cutting a class to ``m`` exemplars keeps its first ``m`` slots.
-    """
-
-    def _keep(self, keep: Tensor) -> None:
-        """Compact the filled slots to those where ``keep`` (size,) is true, preserving order."""
-        kept = self.get(keep.nonzero().flatten())  # advanced indexing copies the rows
-        k = len(kept)
-        self._write(torch.arange(k), torch.arange(k), kept, {})
-        self.size = k
-
-    def reduce(self, m: int) -> None:
-        """Keep the first ``m`` exemplars of every class."""
-        if self.size == 0:
-            return
-        y = self.y[: self.size]
-        rank = F.one_hot(y).cumsum(0).gather(1, y[:, None]).squeeze(1) - 1  # position within its class
-        self._keep(rank < m)
-
-    def replace_class(self, c: int, exemplars: Batch) -> None:
-        """Make ``exemplars`` (in priority order) the whole exemplar set of class ``c``."""
-        if self.size:
-            self._keep(self.y[: self.size] != c)
-        if len(exemplars) == 0:
-            return
-        self._allocate(exemplars, {})
-        n = len(exemplars)
-        if self.size + n > self.capacity:
-            raise ValueError(f"exemplar memory overflow: {self.size} + {n} > {self.capacity}")
-        self._write(torch.arange(self.size, self.size + n), torch.arange(n), exemplars, {})
-        self.size += n
-
-    def of_class(self, c: int) -> Batch:
-        return self.get((self.y[: self.size] == c).nonzero().flatten())
-
-
-def _cat(a: Batch, b: Batch) -> Batch:
-    task = torch.cat([a.task, b.task]) if a.task is not None and b.task is not None else None
-    return Batch(torch.cat([a.x, b.x]), torch.cat([a.y, b.y]), task)
-
-
-def _take(batch: Batch, idx: Tensor) -> Batch:
-    return Batch(batch.x[idx], batch.y[idx], batch.task[idx] if batch.task is not None else None)
 
 
 class ICaRL(Learner):
