@@ -225,41 +225,47 @@ class XDER(Learner):
         self.train_mode()
         cur = self.current(batch)
         future = ~(self.past | cur)
-        logits = self.model(self.augmented(batch.x))  # (B, C)
-        stream = self.ce(logits.masked_fill(~cur, float("-inf")), batch.y, batch.task)
-        loss = stream
-        buf_out: Tensor | None = None  # the replayed samples' logits (R, C), with grad
-        buf_head: Tensor | None = None  # (R, C) bool: their own chunk's classes
+        # every batch of the step is drawn first: the incoming one, the two replay batches (slot
+        # indices idx1, idx2, each distinct) and, while classes remain unseen, the SupCon views
+        inputs = [self.augmented(batch.x)]
+        m1 = m2 = None
         if len(self.memory):
             n = self.replay_batch or len(batch)
             idx1 = torch.randperm(len(self.memory), generator=self.generator)[:n].to(self.device)
             idx2 = torch.randperm(len(self.memory), generator=self.generator)[:n].to(self.device)
             m1, m2 = self.memory.get(idx1), self.memory.get(idx2)
-            out1, out2 = self.model(self.augmented(m1.x)), self.model(self.augmented(m2.x))
+            inputs += [self.augmented(m1.x), self.augmented(m2.x)]
+        scl_y = None
+        if bool(future.any()):
+            xs, scl_y = batch.x, batch.y
+            if len(self.memory):
+                sc = self.memory.sample(self.supcon_batch, self.generator)
+                xs, scl_y = torch.cat([sc.x, xs]), torch.cat([sc.y, scl_y])
+            inputs.append(self.views(xs))  # (N·V, ...)
+        if self.fused_forward:  # no batch statistics: one call, split (the same logits)
+            outs = list(self.model(torch.cat(inputs)).split([len(x) for x in inputs]))
+        else:
+            outs = [self.model(x) for x in inputs]
+        logits = outs[0]  # (B, C)
+        stream = self.ce(logits.masked_fill(~cur, float("-inf")), batch.y, batch.task)
+        loss = stream
+        buf_out: Tensor | None = None  # the replayed samples' logits (R, C), with grad
+        buf_head: Tensor | None = None  # (R, C) bool: their own chunk's classes
+        if m1 is not None and m2 is not None:
+            out1, out2 = outs[1], outs[2]
             loss = loss + self.alpha * F.mse_loss(out1, m1.extras["logits"])
             if bool(self.past.any()):
-                past_logits = out2.masked_fill(~self.past, float("-inf"))
-                loss = loss + self.beta * self.ce(past_logits, m2.y, m2.task)
+                loss = loss + self.beta * self.ce(out2.masked_fill(~self.past, float("-inf")), m2.y, m2.task)
             # the two replay batches joined, a slot drawn in both kept once (its first draw)
-            idx = torch.cat([idx1, idx2])
-            first = torch.ones(len(idx), dtype=torch.bool, device=self.device)
-            seen_slot = torch.zeros(self.mem_size, dtype=torch.bool, device=self.device)
-            for i, s in enumerate(idx.tolist()):
-                first[i] = not seen_slot[s]
-                seen_slot[s] = True
+            first = torch.cat([torch.ones_like(idx1, dtype=torch.bool), ~torch.isin(idx2, idx1)])
             buf_out = torch.cat([out1, out2])[first]
             buf_head = torch.cat([m1.extras["head"], m2.extras["head"]])[first]
             with torch.no_grad():
-                self.past_update(idx[first], buf_out.detach(), torch.cat([m1.y, m2.y])[first])
-        if bool(future.any()):
-            # future preparation: SupCon on the future logits of views of memory + incoming samples
-            xs, ys = batch.x, batch.y
-            if len(self.memory):
-                sc = self.memory.sample(self.supcon_batch, self.generator)
-                xs, ys = torch.cat([sc.x, xs]), torch.cat([sc.y, ys])
-            feats = F.normalize(self.model(self.views(xs))[:, future], dim=1)  # (N·V, F)
-            feats = feats.reshape(len(xs), self.n_views, -1)
-            loss = loss + self.lambd * supcon(feats, ys, self.temperature)
+                self.past_update(torch.cat([idx1, idx2])[first], buf_out.detach(), torch.cat([m1.y, m2.y])[first])
+        if scl_y is not None:
+            # future preparation: SupCon on the L2-normalised future logits of the views
+            feats = F.normalize(outs[-1][:, future], dim=1).reshape(len(scl_y), self.n_views, -1)
+            loss = loss + self.lambd * supcon(feats, scl_y, self.temperature)
             # future constraint: no future logit within `margin` of the sample's own head
             bad, good = logits[:, future].max(1).values, logits[:, cur].max(1).values
             if buf_out is not None and buf_head is not None:
