@@ -199,8 +199,9 @@ def test_capabilities_are_discovered_by_isinstance():
 
 def test_needs_boundaries_is_declared_by_the_methods_whose_end_chunk_works():
     declared = {n for n, cls in LEARNERS.items() if cls.needs_boundaries}
-    # gem fills its per-chunk memories, ncm and slda freeze the backbone at the first boundary
-    assert declared == {"ewc", "si", "mas", "l2", "lwf", "icarl", "powerlaw", "agem", "gem", "ncm", "slda"}
+    # gem fills its per-chunk memories, ncm and slda freeze the backbone at the first boundary, xder
+    # writes its memory and updates its stored logits
+    assert declared == {"ewc", "si", "mas", "l2", "lwf", "icarl", "powerlaw", "agem", "gem", "ncm", "slda", "xder"}
     assert make_learner("er", net(), terms=[{"name": "mas"}]).needs_boundaries
     assert not make_learner("er", net()).needs_boundaries
 
