@@ -48,7 +48,7 @@ STREAMS: dict[str, dict] = {
     "fmnist-cil5": {"dataset": {"name": "fashion_mnist"}, "scenario": {"name": "class_incremental", "n_chunks": 5}},
     "fmnist-dil5": {"dataset": {"name": "fashion_mnist"}, "scenario": {"name": "domain_incremental", "n_chunks": 5}},
 }
-REPLAY = {"er", "der", "derpp", "er_ace", "agem", "cls_er", "gdumb", "icarl", "powerlaw", "error_memory"}
+REPLAY = {"er", "der", "derpp", "xder", "er_ace", "agem", "cls_er", "gdumb", "icarl", "powerlaw", "error_memory"}
 REGULARISERS = {"ewc", "si", "mas", "l2", "lwf"}
 REFERENCES = {"joint", "cumulative"}
 
