@@ -175,3 +175,14 @@ def test_supcon_and_the_future_constraint_train_the_future_logits(tiny):
 def test_registered_and_needs_boundaries():
     assert LEARNERS["xder"] is XDER and XDER.needs_boundaries
     assert make_learner("xder", net(), gamma=0.5).gamma == 0.5
+
+
+def test_a_recurring_class_keeps_room_for_each_chunk(tiny):
+    # domain-incremental: the same classes in every chunk; the memory is balanced over (chunk, class)
+    learner = after_first_chunk(tiny)
+    for i in range(3):
+        learner.observe(batch_of(tiny, [0, 1], n=8, offset=8 * i + 4))
+    learner.end_chunk()
+    mem = learner.memory.all()
+    assert len(mem) == 8 and mem.extras["chunk"].tolist().count(0) == 4 == mem.extras["chunk"].tolist().count(1)
+    assert sorted(mem.y[mem.extras["chunk"] == 1].tolist()) == [0, 0, 1, 1]

@@ -30,9 +30,10 @@ two replay batches ``(x_m, y_m, z_m)``, ``(x'_m, y'_m)`` is:
   default, as in the authors' code) does the same for the incoming batch between the softmax of the
   past classes (detached) and of the current ones.
 
-The memory is class-balanced and filled at the boundaries (the paper's buffer): at the end of a
-chunk each old class is cut to ``mem_size // n_classes_seen`` samples and the chunk's classes share
-the free slots. So nothing is replayed during the first chunk.
+The memory is balanced and filled at the boundaries (the paper's buffer): at the end of a chunk
+each (chunk, class) group already stored is cut to ``mem_size // n_groups`` samples (``n_groups``:
+the groups seen so far; in class-IL, the classes seen) and the chunk's classes share the free slots.
+So nothing is replayed during the first chunk.
 
 Defaults are the authors' best hyper-parameters for Seq-CIFAR-10 with a buffer of 500 (mammoth
 ``utils/best_args.py``): ``α = 0.3, β = 0.8, γ = 0.85, λ = 0.05, η = 0.001, m = 0.7``, temperature 5,
@@ -42,7 +43,7 @@ Settings: class-incremental (the paper's) and task-incremental (the declared tas
 to every cross-entropy). It needs chunk boundaries: the memory is written and the stored logits are
 brought up to date at each ``end_chunk``. Domain-incremental streams run, but after the first chunk
 no class is new, so the past update, SupCon and the future constraint have nothing to act on and the
-method is DER++ with a class-balanced memory written at the boundaries.
+method is DER++ with a balanced memory written at the boundaries.
 
 Deviations
 ----------
@@ -129,15 +130,15 @@ def supcon(features: Tensor, labels: Tensor, temperature: float) -> Tensor:
 
 
 class BoundaryMemory(TensorMemory):
-    """A class-balanced memory written at chunk boundaries: slots ``0 .. size-1`` filled, each
-    sample with its fields (stored logits, and the mask of the chunk's classes it came with)."""
+    """A balanced memory written at chunk boundaries: slots ``0 .. size-1`` filled, each sample with
+    its fields (stored logits, the mask of its chunk's classes, the index of that chunk)."""
 
-    def reduce(self, m: int) -> None:
-        """Keep the first ``m`` stored samples of every class, in slot order."""
+    def reduce(self, m: int, key: Tensor) -> None:
+        """Keep the first ``m`` stored samples of every group, in slot order; ``key`` (size,) int64
+        names each filled slot's group."""
         if self.size == 0:
             return
-        y = self.y[: self.size]
-        rank = F.one_hot(y).cumsum(0).gather(1, y[:, None]).squeeze(1) - 1  # position within its class
+        rank = F.one_hot(key).cumsum(0).gather(1, key[:, None]).squeeze(1) - 1  # position within its group
         kept = self.get((rank < m).nonzero().flatten())  # advanced indexing copies the rows
         k = len(kept)
         self._write(torch.arange(k), torch.arange(k), kept, kept.extras)
@@ -157,7 +158,7 @@ class BoundaryMemory(TensorMemory):
 
 
 class XDER(Learner):
-    """Memory: class-balanced, written at boundaries, of (x, y, logits, head). Own update rule."""
+    """Memory: balanced, written at boundaries, of (x, y, logits, head, chunk). Own update rule."""
 
     name = "xder"
     description = "X-DER: DER++ whose stored logits are updated for later classes, with SupCon on future logits"
@@ -181,6 +182,8 @@ class XDER(Learner):
         self.past = torch.zeros(self.n_classes, dtype=torch.bool, device=self.device)  # classes of earlier chunks
         self.chunk_classes = torch.zeros(self.n_classes, dtype=torch.bool, device=self.device)  # seen this chunk
         self.update_count = torch.zeros(mem_size, device=self.device)  # replays of each slot this chunk
+        self.n_chunks = 0  # boundaries passed
+        self.n_groups = 0  # (chunk, class) groups seen at those boundaries
 
     # -- pieces of the step ------------------------------------------------------------------------
     def current(self, batch: Batch) -> Tensor:
@@ -298,11 +301,13 @@ class XDER(Learner):
     @torch.no_grad()
     def end_chunk(self) -> None:
         cur = self.chunk_classes.clone()
-        n_seen = int(self.seen_classes.sum())
-        if n_seen:
-            self.memory.reduce(self.mem_size // n_seen)  # old classes cut to their new quota
-        n_old = len(self.memory)
         classes = cur.nonzero().flatten().tolist()
+        # the memory is balanced over (chunk, class) groups, as the authors' over (task, class)
+        self.n_groups += len(classes)
+        if self.n_groups and len(self.memory):
+            key = self.memory.fields["chunk"][: len(self.memory)] * self.n_classes + self.memory.y[: len(self.memory)]
+            self.memory.reduce(self.mem_size // self.n_groups, key)  # old groups cut to their new quota
+        n_old = len(self.memory)
         if len(self.chunk) and classes:
             # the free slots shared among the chunk's classes, the remainder to random ones
             free = self.mem_size - n_old
@@ -317,7 +322,8 @@ class XDER(Learner):
             z = self.logits_of(new.x)
             z = transplant(z, z, new.y, self.past & ~cur, self.gamma)  # past logits rescaled below the label's
             head = cur.expand(len(new), -1).clone()
-            self.memory.append(new, logits=z, head=head)
+            chunk = torch.full((len(new),), self.n_chunks, dtype=torch.int64, device=self.device)
+            self.memory.append(new, logits=z, head=head, chunk=chunk)
         if n_old and bool((~self.past).any()):
             # every older sample's logits for the classes it did not know, from the chunk-final network
             idx = torch.arange(n_old, device=self.device)
@@ -325,13 +331,15 @@ class XDER(Learner):
             z = transplant(old.extras["logits"], self.logits_of(old.x), old.y, ~self.past, self.gamma)
             self.memory.update_field("logits", idx, z)
         self.past = self.seen_classes.clone()
+        self.n_chunks += 1
         self.update_count.zero_()
         self.chunk_classes.zero_()
         self.chunk.size, self.chunk.n_seen = 0, 0  # the next chunk's reservoir (its generator runs on)
 
     def extra_state(self) -> dict:
         return {"memory": self.memory.state_dict(), "chunk": self.chunk.state_dict(), "past": self.past.clone(),
-                "chunk_classes": self.chunk_classes.clone(), "update_count": self.update_count.clone()}
+                "chunk_classes": self.chunk_classes.clone(), "update_count": self.update_count.clone(),
+                "n_chunks": self.n_chunks, "n_groups": self.n_groups}
 
     def load_extra_state(self, state: dict) -> None:
         self.memory.load_state_dict(state["memory"])
@@ -339,3 +347,4 @@ class XDER(Learner):
         self.past = state["past"].to(self.device, copy=True)
         self.chunk_classes = state["chunk_classes"].to(self.device, copy=True)
         self.update_count = state["update_count"].to(self.device, copy=True)
+        self.n_chunks, self.n_groups = int(state["n_chunks"]), int(state["n_groups"])
