@@ -43,7 +43,9 @@ Settings: class-incremental (the paper's) and task-incremental (the declared tas
 to every cross-entropy). It needs chunk boundaries: the memory is written and the stored logits are
 brought up to date at each ``end_chunk``. Domain-incremental streams run, but after the first chunk
 no class is new, so the past update, SupCon and the future constraint have nothing to act on and the
-method is DER++ with a balanced memory written at the boundaries.
+method is DER++ with a balanced memory written at the boundaries. With one class per chunk the
+stream loss is zero (a softmax over one logit): a chunk's class is learned only once its samples
+are in the memory, so the learning accuracy stays near chance there.
 
 Deviations
 ----------
