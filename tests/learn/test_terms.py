@@ -201,9 +201,10 @@ def test_needs_boundaries_is_declared_by_the_methods_whose_end_chunk_works():
     declared = {n for n, cls in LEARNERS.items() if cls.needs_boundaries}
     # gem fills its per-chunk memories, slda and ranpac freeze the backbone at the first boundary
     # (and ranpac chooses its ridge at each); ncm's default freezes the network at once; lucir, bic
-    # and wa update their exemplars (and bic its bias layer, wa its head norms) at each boundary
+    # and wa update their exemplars (and bic its bias layer, wa its head norms) at each boundary;
+    # xder writes its memory and updates its stored logits
     assert declared == {"ewc", "si", "mas", "l2", "lwf", "icarl", "powerlaw", "agem", "gem", "slda", "ranpac",
-                        "lucir", "bic", "wa"}
+                        "lucir", "bic", "wa", "xder"}
     assert make_learner("er", net(), terms=[{"name": "mas"}]).needs_boundaries
     assert not make_learner("er", net()).needs_boundaries
 
