@@ -46,15 +46,14 @@ from torch.func import functional_call, grad, vmap
 
 from lifelong.data import Batch
 from lifelong.errors import ConfigError
-from lifelong.learn.base import Learner, StepStats
 from lifelong.learn.memory import GradientScoredMemory
+from lifelong.learn.methods.er import ER
 from lifelong.learn.nets import has_batch_statistics
 from lifelong.learn.persample import linear_sample_grad_gram
-from lifelong.learn.terms import IncomingCE, ReplayCE
 from lifelong.seeding import derive_seed
 
 
-class GSS(Learner):
+class GSS(ER):
     """Memory: gradient-scored (GSS-greedy). Terms: ``CE(batch) + CE(replay batch)``."""
 
     name = "gss"
@@ -63,14 +62,13 @@ class GSS(Learner):
 
     def __init__(self, model: nn.Module, *, mem_size: int = 500, score_subset: int = 10,
                  replay_batch: int | None = None, **base) -> None:
-        super().__init__(model, **base)
         if score_subset < 1:
             raise ConfigError(f"gss: score_subset must be >= 1, got {score_subset}")
-        self.mem_size, self.score_subset, self.replay_batch = mem_size, score_subset, replay_batch
+        super().__init__(model, mem_size=mem_size, replay_batch=replay_batch, **base)  # ER's terms and step
+        self.score_subset = score_subset
         self.memory = GradientScoredMemory(mem_size, seed=derive_seed(self.seed, "memory"), device=self.device,
-                                           subset=score_subset)
+                                           subset=score_subset)  # in place of ER's reservoir
         self.memory.scorer = self.gradient_cosine
-        self.compose(IncomingCE(), ReplayCE(replay_batch=replay_batch))
 
     def sample_gradients(self, batch: Batch) -> Tensor:
         """``(n, P)`` the loss gradient of each sample of ``batch`` over every trainable parameter."""
@@ -117,16 +115,3 @@ class GSS(Learner):
         norms = gram.diagonal().clamp_min(1e-30).sqrt()
         cos = gram[:b, b:] / (norms[:b, None] * norms[None, b:])
         return cos.max(1).values
-
-    def observe(self, batch: Batch) -> StepStats:
-        ctx = self.context(batch)
-        loss = self.update(ctx)
-        self.memory.add(batch)
-        self.record_seen(batch)
-        return self.stats(ctx.logits, batch, loss)
-
-    def extra_state(self) -> dict:
-        return {"memory": self.memory.state_dict()}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.memory.load_state_dict(state["memory"])

@@ -44,15 +44,13 @@ Deviations
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lifelong.data import Batch
 from lifelong.learn.base import Learner, StepStats
-from lifelong.learn.exemplars import ExemplarMemory, _cat, _take, herding  # noqa: F401  (herding: imported from here too)
+from lifelong.learn.exemplars import ExemplarMemory, _cat, _take, frozen_copy, herding  # noqa: F401  (herding: imported from here too)
 from lifelong.learn.memory import ReservoirMemory
 from lifelong.seeding import derive_seed
 
@@ -133,7 +131,7 @@ class ICaRL(Learner):
                     candidates = _cat(candidates, self.exemplars.of_class(c))
                 order = herding(self.normalised_features(candidates.x), m)
                 self.exemplars.replace_class(c, _take(candidates, order))
-        self.teacher = self._frozen_copy(self.model.state_dict())
+        self.teacher = frozen_copy(self.model, self.model.state_dict())
         self.old_classes = self.seen_classes.clone()
         seed = int(torch.randint(2**62, (1,), generator=self.generator))  # reproducible from the state
         self.chunk_buffer = ReservoirMemory(self.chunk_buffer_size, seed=seed, device=self.device)
@@ -158,13 +156,6 @@ class ICaRL(Learner):
         return self.mask(scores, task)
 
     # -- state ----------------------------------------------------------------------------------
-    def _frozen_copy(self, weights: dict) -> nn.Module:
-        teacher = copy.deepcopy(self.model).eval()
-        teacher.load_state_dict(weights)
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-        return teacher
-
     def extra_state(self) -> dict:
         return {
             "exemplars": self.exemplars.state_dict(),
@@ -176,5 +167,5 @@ class ICaRL(Learner):
     def load_extra_state(self, state: dict) -> None:
         self.exemplars.load_state_dict(state["exemplars"])
         self.chunk_buffer.load_state_dict(state["chunk_buffer"])
-        self.teacher = None if state["teacher"] is None else self._frozen_copy(state["teacher"])
+        self.teacher = None if state["teacher"] is None else frozen_copy(self.model, state["teacher"])
         self.old_classes = state["old_classes"].clone()
