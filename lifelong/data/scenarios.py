@@ -38,7 +38,10 @@ from torch import Tensor
 
 from lifelong.data import Chunk, Dataset, EvalSet
 from lifelong.data import lifetimes
-from lifelong.data.splits import Stream, _subsample, class_incremental, domain_incremental, rotate, task_incremental
+from lifelong.data.datasets.core50 import TRAIN_SESSIONS, SessionDataset
+from lifelong.data.splits import (
+    Stream, _class_order, _subsample, class_incremental, domain_incremental, rotate, task_incremental,
+)
 from lifelong.errors import ConfigError
 from lifelong.options import check_options
 from lifelong.registry import Registry
@@ -357,7 +360,6 @@ def split_tinyimagenet(ds: Dataset, *, task_il: bool = False, seed: int = 0, tra
 
 
 def _core50(ds: Dataset, who: str):
-    from lifelong.data.datasets.core50 import SessionDataset
 
     if not isinstance(ds, SessionDataset) or ds.session_train is None:
         raise ConfigError(f"{who} needs the sessions of CORe50's samples: use dataset 'core50' (got {ds.name!r})")
@@ -369,7 +371,6 @@ def core50_ni(ds: Dataset, *, seed: int = 0, shuffle_sessions: bool = False, tra
     """CORe50 NI (new instances): one chunk per training session (s1, s2, s4, s5, s6, s8, s9, s11,
     in that order, or in a seeded order with ``shuffle_sessions``), every chunk holding all classes;
     one evaluation set, the three test sessions (s3, s7, s10). Domain-incremental."""
-    from lifelong.data.datasets.core50 import TRAIN_SESSIONS
 
     ds = _core50(ds, "core50_ni")
     order = list(TRAIN_SESSIONS)
@@ -397,7 +398,6 @@ def core50_nc(ds: Dataset, *, seed: int = 0, class_order: str | Sequence[int] = 
     objects: nine chunks), in a seeded class order (``class_order = "natural"`` or a list for a
     fixed one); each chunk's evaluation set is the test sessions' samples of its classes.
     Class-IL, or task-IL with ``task_il = true``."""
-    from lifelong.data.splits import _class_order
 
     ds = _core50(ds, "core50_nc")
     n = ds.n_classes
