@@ -32,22 +32,13 @@ from torch import Tensor, nn
 from lifelong.learn.nets import has_batch_statistics
 
 
-def linear_sample_grad_sums(
-    model: nn.Module, x: Tensor, objective: Callable[[Tensor], Tensor], elementwise: Callable[[Tensor], Tensor],
-) -> dict[str, Tensor] | None:
-    """``{name: Σ_n φ(∂ℓ_n/∂θ)}`` for every parameter of ``model``, or None when the shortcut does
-    not apply (a parameter outside ``nn.Linear``, batch statistics, inputs that are not 2-D).
-
-    Parameters
-    ----------
-    model : nn.Module
-    x : Tensor
-        The ``(B, ...)`` inputs.
-    objective : callable
-        Maps the model's ``(B, C)`` output to ``Σ_n ℓ_n``; each ``ℓ_n`` must depend on row ``n`` only.
-    elementwise : callable
-        ``φ``: ``torch.square`` or ``torch.abs`` (any function with ``φ(ab) = φ(a)φ(b)``).
-    """
+def _linear_layer_pass(
+    model: nn.Module, x: Tensor, objective: Callable[[Tensor], Tensor]
+) -> tuple[dict[str, nn.Linear], dict[str, Tensor], tuple[Tensor, ...], Tensor] | None:
+    """One forward pass of ``model`` on ``x`` and one backward pass of ``objective``: each linear
+    layer's ``(B, in)`` inputs and the ``(B, out)`` gradients of the objective at its outputs, with
+    the model's output; None when the model is not a stack of linear layers applied to flat rows
+    (a parameter outside them, batch statistics, a layer unused or applied to sequences/images)."""
     linears = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
     owned = {id(p) for m in linears.values() for p in m.parameters(recurse=False)}
     if any(id(p) not in owned for p in model.parameters()) or has_batch_statistics(model):
@@ -71,6 +62,29 @@ def linear_sample_grad_sums(
         return None  # a layer not used, or used on sequences/images: take the generic route
     with torch.enable_grad():
         deltas = torch.autograd.grad(objective(out), [outputs[n] for n in linears])
+    return linears, inputs, deltas, out
+
+
+def linear_sample_grad_sums(
+    model: nn.Module, x: Tensor, objective: Callable[[Tensor], Tensor], elementwise: Callable[[Tensor], Tensor],
+) -> dict[str, Tensor] | None:
+    """``{name: Σ_n φ(∂ℓ_n/∂θ)}`` for every parameter of ``model``, or None when the shortcut does
+    not apply (a parameter outside ``nn.Linear``, batch statistics, inputs that are not 2-D).
+
+    Parameters
+    ----------
+    model : nn.Module
+    x : Tensor
+        The ``(B, ...)`` inputs.
+    objective : callable
+        Maps the model's ``(B, C)`` output to ``Σ_n ℓ_n``; each ``ℓ_n`` must depend on row ``n`` only.
+    elementwise : callable
+        ``φ``: ``torch.square`` or ``torch.abs`` (any function with ``φ(ab) = φ(a)φ(b)``).
+    """
+    found = _linear_layer_pass(model, x, objective)
+    if found is None:
+        return None
+    linears, inputs, deltas, _ = found
     sums: dict[str, Tensor] = {}
     for (name, m), d in zip(linears.items(), deltas, strict=True):
         prefix = f"{name}." if name else ""
@@ -103,31 +117,12 @@ def linear_sample_grad_gram(model: nn.Module, x: Tensor, objective: Callable[[Te
     >>> bool(torch.allclose(gram, g @ g.T, atol=1e-4))
     True
     """
-    linears = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
-    owned = {id(p) for m in linears.values() for p in m.parameters(recurse=False)}
-    if any(id(p) not in owned for p in model.parameters()) or has_batch_statistics(model):
-        return None
     if any(not p.requires_grad for p in model.parameters()):
         return None
-    inputs: dict[str, Tensor] = {}
-    outputs: dict[str, Tensor] = {}
-
-    def keep(name: str):
-        def hook(_m: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> None:
-            inputs[name], outputs[name] = inp[0].detach(), out
-        return hook
-
-    handles = [m.register_forward_hook(keep(name)) for name, m in linears.items()]
-    try:
-        with torch.enable_grad():
-            out = model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    if set(inputs) != set(linears) or any(inputs[n].dim() != 2 for n in linears):
+    found = _linear_layer_pass(model, x, objective)
+    if found is None:
         return None
-    with torch.enable_grad():
-        deltas = torch.autograd.grad(objective(out), [outputs[n] for n in linears])
+    linears, inputs, deltas, out = found
     gram = torch.zeros(len(x), len(x), dtype=out.dtype, device=out.device)
     for (name, m), d in zip(linears.items(), deltas, strict=True):
         a = inputs[name]
